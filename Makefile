@@ -1,0 +1,31 @@
+# Makefile for the xplenty extension (PGXS)
+
+PG_CONFIG ?= pg_config
+
+EXTENSION = xplenty
+MODULE_big = xplenty
+OBJS = \
+	src/answer.o \
+	src/api.o \
+	src/config.o \
+	src/failure.o \
+	src/http_client.o \
+	src/job_request.o \
+	src/run_job.o \
+	src/xplenty.o
+
+DATA = sql/xplenty--1.0.sql
+PGFILEDESC = "xplenty - launch Xplenty jobs from PostgreSQL"
+
+REGRESS = run_job
+REGRESS_OPTS = --inputdir=test/regress --outputdir=test/regress
+
+# PostgreSQL's headers are taken as system headers, so that -Wextra judges
+# only our own code (they have unused parameters in inline functions).
+PG_CPPFLAGS = -Isrc -isystem $(shell $(PG_CONFIG) --includedir-server) \
+	$(shell curl-config --cflags)
+PG_CFLAGS = -Wall -Wextra -Werror
+SHLIB_LINK = $(shell curl-config --libs)
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

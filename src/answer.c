@@ -1,0 +1,285 @@
+/*-------------------------------------------------------------------------
+ *
+ * answer.c
+ *	  Reading the Xplenty API's answers: JSON bodies and error messages.
+ *
+ * An answer is untrusted input that may be cut short, not JSON at all (the
+ * API's own documented example of a job has trailing commas), not UTF-8,
+ * or nested deeper than the stack allows.  Every function here either
+ * returns a result or says what is wrong with the answer; none of them
+ * lets a bad answer turn into a crash, and the one ERROR that can still
+ * come out of PostgreSQL's JSON code (stack depth) is a clean one.
+ *
+ * src/answer.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+
+#include "answer.h"
+
+/* How much of a bad answer an error message shows. */
+#define SNIPPET_LENGTH 200
+
+/* How long an API error message may be before it is cut. */
+#define MESSAGE_LENGTH 500
+
+/*
+ * answer_to_server_encoding
+ *		The answer as a NUL-terminated string in the database encoding, or
+ *		NULL (with *problem set) if it is not valid UTF-8 text.
+ */
+static char *
+answer_to_server_encoding(const char *answer, size_t len, char **problem)
+{
+	if (memchr(answer, '\0', len) != NULL)
+	{
+		*problem = pstrdup("The answer contains a zero byte.");
+		return NULL;
+	}
+	if (!pg_verify_mbstr(PG_UTF8, answer, (int) len, true))
+	{
+		*problem = pstrdup("The answer is not valid UTF-8.");
+		return NULL;
+	}
+	return pg_any_to_server(answer, (int) len, PG_UTF8);
+}
+
+/*
+ * xplenty_parse_answer
+ *		Parse an answer's body as jsonb, or return NULL and say why not.
+ *
+ * The text is first checked with the JSON parser's error-returning entry
+ * point, so that a malformed answer becomes a *problem to report in the
+ * caller's words instead of jsonb_in's generic syntax error.
+ */
+Jsonb *
+xplenty_parse_answer(const char *answer, size_t len, char **problem)
+{
+	char	   *text;
+	JsonLexContext *lex;
+	JsonParseErrorType rc;
+
+	*problem = NULL;
+	if (len == 0)
+	{
+		*problem = pstrdup("The answer is empty.");
+		return NULL;
+	}
+	if (len >= MaxAllocSize)
+	{
+		*problem = pstrdup("The answer is too large to parse.");
+		return NULL;
+	}
+
+	text = answer_to_server_encoding(answer, len, problem);
+	if (text == NULL)
+		return NULL;
+
+	lex = makeJsonLexContextCstringLen(text, strlen(text),
+									   GetDatabaseEncoding(), true);
+	rc = pg_parse_json(lex, &nullSemAction);
+	if (rc != JSON_SUCCESS)
+	{
+		*problem = psprintf("The answer is not valid JSON: %s",
+							json_errdetail(rc, lex));
+		return NULL;
+	}
+
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+											  CStringGetDatum(text)));
+}
+
+/*
+ * xplenty_jsonb_get_int64
+ *		Fetch an integral number member of a jsonb object.
+ */
+bool
+xplenty_jsonb_get_int64(Jsonb *object, const char *key, int64 *value)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+	char	   *text;
+	char	   *end;
+	int64		result;
+
+	if (!JB_ROOT_IS_OBJECT(object))
+		return false;
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&object->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvNumeric)
+		return false;
+
+	/* Integral and in range, or not an ID: numeric_int8 would ereport. */
+	text = DatumGetCString(DirectFunctionCall1(numeric_out,
+											   NumericGetDatum(v->val.numeric)));
+	errno = 0;
+	result = strtoi64(text, &end, 10);
+	if (end == text || *end != '\0' || errno == ERANGE)
+		return false;
+	*value = result;
+	return true;
+}
+
+/*
+ * xplenty_jsonb_get_text
+ *		Fetch a string member of a jsonb object, palloc'd, or NULL.
+ */
+char *
+xplenty_jsonb_get_text(Jsonb *object, const char *key)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+
+	if (!JB_ROOT_IS_OBJECT(object))
+		return NULL;
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	v = findJsonbValueFromContainer(&object->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvString)
+		return NULL;
+	return pnstrdup(v->val.string.val, v->val.string.len);
+}
+
+/*
+ * xplenty_parse_job
+ *		Parse an answer that should be a job, and fetch its ID.
+ */
+Jsonb *
+xplenty_parse_job(const char *answer, size_t len, int64 *job_id,
+				  char **problem)
+{
+	Jsonb	   *job = xplenty_parse_answer(answer, len, problem);
+
+	if (job == NULL)
+		return NULL;
+	if (!JB_ROOT_IS_OBJECT(job) || JB_ROOT_IS_SCALAR(job))
+	{
+		*problem = pstrdup("The answer is JSON but not an object.");
+		return NULL;
+	}
+	if (!xplenty_jsonb_get_int64(job, "id", job_id) || *job_id <= 0)
+	{
+		*problem = pstrdup("The answer has no numeric job \"id\".");
+		return NULL;
+	}
+	return job;
+}
+
+/*
+ * xplenty_answer_snippet
+ *		The start of an answer, fit to quote in an error message.
+ *
+ * Only printable ASCII is kept (anything else becomes "?"), so that an
+ * answer in a broken or foreign encoding cannot make the message invalid.
+ */
+char *
+xplenty_answer_snippet(const char *answer, size_t len)
+{
+	size_t		n = Min(len, SNIPPET_LENGTH);
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	for (size_t i = 0; i < n; i++)
+	{
+		unsigned char c = (unsigned char) answer[i];
+
+		if (c == '\n' || c == '\r' || c == '\t')
+			appendStringInfoChar(&buf, ' ');
+		else if (c >= 0x20 && c < 0x7f)
+			appendStringInfoChar(&buf, (char) c);
+		else
+			appendStringInfoChar(&buf, '?');
+	}
+	if (len > n)
+		appendStringInfoString(&buf, "...");
+	return buf.data;
+}
+
+/*
+ * append_errors
+ *		Append the members of an error answer's "errors" array, if any.
+ */
+static void
+append_errors(StringInfo buf, Jsonb *body)
+{
+	JsonbValue	k;
+	JsonbValue *v;
+	JsonbIterator *it;
+	JsonbValue	elem;
+	JsonbIteratorToken tok;
+	bool		first = true;
+
+	k.type = jbvString;
+	k.val.string.val = "errors";
+	k.val.string.len = 6;
+	v = findJsonbValueFromContainer(&body->root, JB_FOBJECT, &k);
+	if (v == NULL || v->type != jbvBinary)
+		return;
+
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &elem, true)) != WJB_DONE)
+	{
+		if (tok != WJB_ELEM && tok != WJB_VALUE)
+			continue;
+		appendStringInfoString(buf, first ? " (" : "; ");
+		first = false;
+		if (elem.type == jbvString)
+			appendBinaryStringInfo(buf, elem.val.string.val,
+								   elem.val.string.len);
+		else if (elem.type == jbvBinary)
+			appendStringInfoString(buf,
+								   JsonbToCString(NULL, elem.val.binary.data,
+												  elem.val.binary.len));
+		else
+			appendStringInfoString(buf, "?");
+	}
+	if (!first)
+		appendStringInfoChar(buf, ')');
+}
+
+/*
+ * xplenty_answer_message
+ *		The "message" of an error answer, with its "errors" if there are
+ *		any; or, if the answer is no such JSON, a snippet of it.
+ */
+char *
+xplenty_answer_message(const char *answer, size_t len)
+{
+	char	   *problem;
+	Jsonb	   *body;
+	char	   *message;
+	StringInfoData buf;
+
+	if (len == 0)
+		return pstrdup("(empty answer)");
+
+	body = xplenty_parse_answer(answer, len, &problem);
+	if (body == NULL || !JB_ROOT_IS_OBJECT(body) || JB_ROOT_IS_SCALAR(body) ||
+		(message = xplenty_jsonb_get_text(body, "message")) == NULL)
+		return xplenty_answer_snippet(answer, len);
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, message);
+	append_errors(&buf, body);
+	if (buf.len > MESSAGE_LENGTH)
+	{
+		int			cut = pg_mbcliplen(buf.data, buf.len, MESSAGE_LENGTH);
+
+		buf.data[cut] = '\0';
+		buf.len = cut;
+		appendStringInfoString(&buf, "...");
+	}
+	return buf.data;
+}

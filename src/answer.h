@@ -1,0 +1,25 @@
+/*-------------------------------------------------------------------------
+ *
+ * answer.h
+ *	  Reading the Xplenty API's answers: JSON bodies and error messages.
+ *
+ * src/answer.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef XPLENTY_ANSWER_H
+#define XPLENTY_ANSWER_H
+
+#include "utils/jsonb.h"
+
+extern Jsonb *xplenty_parse_answer(const char *answer, size_t len,
+								   char **problem);
+extern char *xplenty_answer_message(const char *answer, size_t len);
+extern char *xplenty_answer_snippet(const char *answer, size_t len);
+extern Jsonb *xplenty_parse_job(const char *answer, size_t len,
+								int64 *job_id, char **problem);
+extern bool xplenty_jsonb_get_int64(Jsonb *object, const char *key,
+									int64 *value);
+extern char *xplenty_jsonb_get_text(Jsonb *object, const char *key);
+
+#endif							/* XPLENTY_ANSWER_H */

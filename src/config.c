@@ -1,0 +1,335 @@
+/*-------------------------------------------------------------------------
+ *
+ * config.c
+ *	  Settings (GUCs) of the xplenty extension and the checks on them.
+ *
+ * Everything that decides where a request goes or which credentials it
+ * carries is PGC_SUSET: a role that could point xplenty.api_url at a server
+ * of its own would collect the API key there.  The key itself is also
+ * GUC_SUPERUSER_ONLY, so that SHOW, current_setting() and pg_settings keep
+ * it from ordinary roles.
+ *
+ * src/config.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
+
+#include "utils/guc.h"
+
+#include "config.h"
+
+/* The longest API key we accept; real ones are 40 characters or so. */
+#define MAX_API_KEY_LENGTH 1024
+
+char	   *xplenty_api_url = NULL;
+char	   *xplenty_account_id = NULL;
+char	   *xplenty_api_key = NULL;
+char	   *xplenty_api_key_file = NULL;
+int			xplenty_connect_timeout_ms = 10000;
+int			xplenty_request_timeout_ms = 60000;
+int			xplenty_max_response_size_kb = 10240;
+bool		xplenty_tls_verify = true;
+char	   *xplenty_ca_file = NULL;
+char	   *xplenty_proxy = NULL;
+
+static bool check_api_url(char **newval, void **extra, GucSource source);
+static bool check_account_id(char **newval, void **extra, GucSource source);
+static void check_api_key_text(const char *key, const char *origin);
+
+/*
+ * xplenty_define_settings
+ *		Register every xplenty.* setting and reserve the prefix.
+ *
+ * Called from _PG_init.  Reserving the prefix turns a misspelt setting such
+ * as xplenty.apikey into a warning instead of a silently ignored placeholder.
+ */
+void
+xplenty_define_settings(void)
+{
+	DefineCustomStringVariable("xplenty.api_url",
+							   "Base URL of the Xplenty API.",
+							   "Requests go to {api_url}/{account_id}/api/.",
+							   &xplenty_api_url,
+							   "https://api.xplenty.com",
+							   PGC_SUSET, 0,
+							   check_api_url, NULL, NULL);
+
+	DefineCustomStringVariable("xplenty.account_id",
+							   "Xplenty account ID that jobs are run under.",
+							   NULL,
+							   &xplenty_account_id,
+							   "",
+							   PGC_SUSET, 0,
+							   check_account_id, NULL, NULL);
+
+	DefineCustomStringVariable("xplenty.api_key",
+							   "Xplenty API key used for HTTP Basic authentication.",
+							   "Only superusers can see or change it.",
+							   &xplenty_api_key,
+							   "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("xplenty.api_key_file",
+							   "File holding the Xplenty API key.",
+							   "When set, the key is read from this file and "
+							   "xplenty.api_key is ignored.",
+							   &xplenty_api_key_file,
+							   "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("xplenty.connect_timeout",
+							"Longest time to wait for a connection to the API.",
+							NULL,
+							&xplenty_connect_timeout_ms,
+							10000, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("xplenty.request_timeout",
+							"Longest time a whole API request may take.",
+							"Includes connecting, sending and reading the answer.",
+							&xplenty_request_timeout_ms,
+							60000, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("xplenty.max_response_size",
+							"Largest API answer that is read into memory.",
+							"A larger answer fails the request.",
+							&xplenty_max_response_size_kb,
+							10240, 1, 1024 * 1024,
+							PGC_SUSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("xplenty.tls_verify",
+							 "Verify the API server's TLS certificate and host name.",
+							 NULL,
+							 &xplenty_tls_verify,
+							 true,
+							 PGC_SUSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("xplenty.ca_file",
+							   "File of CA certificates that the API server's "
+							   "certificate is checked against.",
+							   "Empty means the system's default CA bundle.",
+							   &xplenty_ca_file,
+							   "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("xplenty.proxy",
+							   "HTTP proxy for API requests, as a libcurl proxy URL.",
+							   "Empty means no proxy, whatever the environment says.",
+							   &xplenty_proxy,
+							   "",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("xplenty");
+}
+
+/*
+ * check_api_url
+ *		Accept only http:// and https:// URLs, and drop a trailing slash.
+ *
+ * libcurl would happily follow file:// or gopher://; refusing other schemes
+ * here means the value in force is always one a request can use.
+ */
+static bool
+check_api_url(char **newval, void **extra, GucSource source)
+{
+	char	   *url = *newval;
+	size_t		len;
+
+	(void) extra;
+	(void) source;
+	if (url == NULL)
+		return true;
+
+	if (pg_strncasecmp(url, "http://", 7) != 0 &&
+		pg_strncasecmp(url, "https://", 8) != 0)
+	{
+		GUC_check_errdetail("The URL must begin with \"https://\" or \"http://\".");
+		return false;
+	}
+
+	for (const char *p = url; *p; p++)
+	{
+		if ((unsigned char) *p <= ' ' || *p == '?' || *p == '#')
+		{
+			GUC_check_errdetail("The URL must not contain spaces, control characters, a query or a fragment.");
+			return false;
+		}
+	}
+
+	len = strlen(url);
+	while (len > 0 && url[len - 1] == '/')
+		url[--len] = '\0';
+
+	return true;
+}
+
+/*
+ * check_account_id
+ *		Accept only the characters an Xplenty account ID is made of.
+ *
+ * The ID becomes a segment of the request path, so anything that could
+ * leave that segment ("/", "?", "%", "..") is refused.
+ */
+static bool
+check_account_id(char **newval, void **extra, GucSource source)
+{
+	const char *id = *newval;
+
+	(void) extra;
+	(void) source;
+	if (id == NULL)
+		return true;
+
+	for (const char *p = id; *p; p++)
+	{
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			  (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+		{
+			GUC_check_errdetail("An account ID consists of letters, digits, \"-\" and \"_\".");
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * xplenty_get_account_id
+ *		The account ID in force, or an error saying how to set it.
+ */
+const char *
+xplenty_get_account_id(void)
+{
+	if (xplenty_account_id == NULL || xplenty_account_id[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("xplenty.account_id is not set"),
+				 errhint("Set xplenty.account_id to the Xplenty account's ID, "
+						 "for example with ALTER SYSTEM, and reload the "
+						 "configuration.")));
+	return xplenty_account_id;
+}
+
+/*
+ * read_api_key_file
+ *		Read the key from xplenty.api_key_file into palloc'd memory.
+ *
+ * The file is read at each use rather than cached, so that a rotated key is
+ * picked up without a reload; trailing white space (the newline an editor
+ * leaves) is dropped.
+ */
+static char *
+read_api_key_file(const char *path)
+{
+	char		buf[MAX_API_KEY_LENGTH + 2];
+	int			fd;
+	ssize_t		len;
+
+	fd = open(path, O_RDONLY | PG_BINARY, 0);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open xplenty.api_key_file \"%s\": %m",
+						path),
+				 errhint("Make the file readable by the database server's "
+						 "operating system user.")));
+	len = read(fd, buf, sizeof(buf) - 1);
+	if (len < 0)
+	{
+		int			save_errno = errno;
+
+		close(fd);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not read xplenty.api_key_file \"%s\": %m",
+						path)));
+	}
+	close(fd);
+
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' ||
+					   buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+		len--;
+	buf[len] = '\0';
+
+	if (len > MAX_API_KEY_LENGTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("xplenty.api_key_file \"%s\" does not hold an API key",
+						path),
+				 errdetail("The file is longer than %d bytes.",
+						   MAX_API_KEY_LENGTH)));
+	check_api_key_text(buf, "xplenty.api_key_file");
+	return pstrdup(buf);
+}
+
+/*
+ * check_api_key_text
+ *		Refuse a key that cannot be sent as an HTTP Basic user name.
+ *
+ * This is done at use rather than in a GUC check hook on purpose: a check
+ * hook's failure message quotes the rejected value, which would write the
+ * key to the server log.
+ */
+static void
+check_api_key_text(const char *key, const char *origin)
+{
+	if (key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s is empty", origin),
+				 errhint("Put the Xplenty API key in it.")));
+
+	for (const char *p = key; *p; p++)
+	{
+		if ((unsigned char) *p < ' ' || *p == ':' || *p == 0x7f)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s does not hold a valid API key", origin),
+					 errdetail("An API key cannot contain a colon or control "
+							   "characters.")));
+	}
+}
+
+/*
+ * xplenty_get_api_key
+ *		The API key in force, palloc'd, or an error saying how to set it.
+ *
+ * The caller should pfree the result as soon as the request is built, so
+ * that the key lives in memory no longer than needed.
+ */
+char *
+xplenty_get_api_key(void)
+{
+	if (xplenty_api_key_file != NULL && xplenty_api_key_file[0] != '\0')
+		return read_api_key_file(xplenty_api_key_file);
+
+	if (xplenty_api_key == NULL || xplenty_api_key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("xplenty.api_key is not set"),
+				 errhint("Set xplenty.api_key_file to a file holding the "
+						 "Xplenty API key, or xplenty.api_key to the key "
+						 "itself, and reload the configuration.")));
+	if (strlen(xplenty_api_key) > MAX_API_KEY_LENGTH)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("xplenty.api_key does not hold a valid API key"),
+				 errdetail("It is longer than %d bytes.", MAX_API_KEY_LENGTH)));
+	check_api_key_text(xplenty_api_key, "xplenty.api_key");
+	return pstrdup(xplenty_api_key);
+}

@@ -1,0 +1,42 @@
+/*-------------------------------------------------------------------------
+ *
+ * failure.h
+ *	  What went wrong with an API call, said once for an ERROR and for a
+ *	  queue row alike.
+ *
+ * src/failure.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef XPLENTY_FAILURE_H
+#define XPLENTY_FAILURE_H
+
+#include "http_client.h"
+
+/* Whether a failed request may be sent again, and on what condition. */
+typedef enum XplentyRetry
+{
+	XPLENTY_RETRY_NEVER,		/* it would fail the same way again */
+	XPLENTY_RETRY_SAFE,			/* the API did not act on it */
+	XPLENTY_RETRY_AFTER_CHECK	/* the API may have acted on it: look first */
+} XplentyRetry;
+
+typedef struct XplentyFailure
+{
+	int			sqlerrcode;
+	char	   *message;		/* primary message, PostgreSQL style */
+	char	   *detail;			/* what happened, as sentences */
+	char	   *hint;			/* what to do, or NULL */
+	XplentyRetry retry;
+	long		status;			/* HTTP status, 0 if no answer */
+} XplentyFailure;
+
+extern bool xplenty_describe_failure(const XplentyHttpRequest *req,
+									 long expected_status,
+									 const char *message,
+									 XplentyFailure *failure);
+extern void xplenty_report_failure(const XplentyFailure *failure)
+			pg_attribute_noreturn();
+extern const char *xplenty_http_reason(long status);
+
+#endif							/* XPLENTY_FAILURE_H */

@@ -1,0 +1,810 @@
+/*-------------------------------------------------------------------------
+ *
+ * http_client.c
+ *	  HTTP requests over libcurl, waited for on the process latch.
+ *
+ * A client is a libcurl multi handle plus what it takes to wait on it the
+ * PostgreSQL way.  libcurl tells us, through its socket callback, which
+ * sockets it wants to hear about; we keep those in an epoll set of our own,
+ * and put that one descriptor into a WaitEventSet beside the process latch.
+ * So a backend waiting for the API still answers at once to a cancel, a
+ * statement_timeout or postmaster death, and the background worker can wait
+ * for many answers and for new work with a single call, with no busy loop.
+ *
+ * The multi handle lives as long as the process, and with it libcurl's
+ * connection cache: consecutive calls in a session reuse one kept-alive
+ * connection instead of paying for a TCP and TLS handshake each time.
+ *
+ * Nothing in the libcurl callbacks may ereport: a longjmp out of libcurl
+ * would leave it in an undefined state.  They only record what they saw,
+ * and allocate with MCXT_ALLOC_NO_OOM.
+ *
+ * src/http_client.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "storage/latch.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "config.h"
+#include "http_client.h"
+
+/* Idle connections older than this are not reused; see open_easy_handle. */
+#define MAX_CONNECTION_AGE_SECONDS 30
+
+/* How many socket events are taken from epoll at once. */
+#define MAX_SOCKET_EVENTS 64
+
+#define USER_AGENT "xplenty-postgresql/1.0"
+
+struct XplentyHttpClient
+{
+	CURLM	   *multi;
+	int			epoll_fd;		/* the sockets libcurl asked us to watch */
+	WaitEventSet *wait_set;		/* latch, postmaster death, epoll_fd */
+	long		timer_ms;		/* libcurl's wish: -1 none, else delay */
+	TimestampTz timer_set_at;
+	int			in_flight;
+	dlist_head	finished;		/* requests done, not yet collected */
+	List	   *spare_handles;	/* easy handles kept for reuse */
+};
+
+static bool curl_initialized = false;
+static XplentyHttpClient *session_client = NULL;
+static struct curl_slist *get_headers = NULL;
+static struct curl_slist *send_headers = NULL;
+
+static void initialize_curl(void);
+static int	watch_socket(CURL *easy, curl_socket_t sock, int what,
+						 void *client_arg, void *socket_arg);
+static int	set_timer(CURLM *multi, long timeout_ms, void *client_arg);
+static size_t collect_answer(char *data, size_t size, size_t nmemb,
+							 void *req_arg);
+static size_t collect_header(char *data, size_t size, size_t nitems,
+							 void *req_arg);
+static int	before_sending(void *req_arg, char *primary_ip, char *local_ip,
+						   int primary_port, int local_port);
+static CURL *open_easy_handle(XplentyHttpClient *client,
+							  XplentyHttpRequest *req, const char *api_key);
+static void collect_finished(XplentyHttpClient *client);
+static void release_easy_handle(XplentyHttpClient *client, CURL *easy);
+static long time_to_curl_timer(XplentyHttpClient *client);
+
+/*
+ * initialize_curl
+ *		Initialize libcurl once per process, and build the header lists that
+ *		every request shares.
+ *
+ * This runs at first use rather than in _PG_init, so that the postmaster,
+ * which never sends a request, does not initialize OpenSSL on its behalf.
+ */
+static void
+initialize_curl(void)
+{
+	struct curl_slist *list;
+
+	if (curl_initialized)
+		return;
+
+	if (curl_global_init(CURL_GLOBAL_ALL) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not initialize libcurl")));
+
+	/*
+	 * "Expect:" with no value keeps libcurl from sending "Expect:
+	 * 100-continue" and waiting for an interim answer before a large body.
+	 */
+	list = curl_slist_append(NULL,
+							 "Accept: application/vnd.xplenty+json; version=2");
+	if (list == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	get_headers = list;
+
+	list = curl_slist_append(NULL,
+							 "Accept: application/vnd.xplenty+json; version=2");
+	if (list != NULL)
+		list = curl_slist_append(list, "Content-Type: application/json");
+	if (list != NULL)
+		list = curl_slist_append(list, "Expect:");
+	if (list == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+	send_headers = list;
+
+	curl_initialized = true;
+}
+
+/*
+ * xplenty_http_client_create
+ *		Make a client whose wait set and handles live in the given context.
+ *
+ * max_connections caps the connections open to the API at once; transfers
+ * beyond it wait inside libcurl for a connection to come free.  Zero means
+ * no cap.
+ */
+XplentyHttpClient *
+xplenty_http_client_create(MemoryContext context, int max_connections)
+{
+	XplentyHttpClient *client;
+	MemoryContext oldcontext;
+
+	initialize_curl();
+
+	oldcontext = MemoryContextSwitchTo(context);
+	client = palloc0(sizeof(XplentyHttpClient));
+	client->timer_ms = -1;
+	dlist_init(&client->finished);
+
+	client->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (client->epoll_fd < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("could not create epoll descriptor: %m")));
+
+	client->multi = curl_multi_init();
+	if (client->multi == NULL)
+	{
+		close(client->epoll_fd);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("could not create a libcurl multi handle")));
+	}
+	curl_multi_setopt(client->multi, CURLMOPT_SOCKETFUNCTION, watch_socket);
+	curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client);
+	curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION, set_timer);
+	curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client);
+	if (max_connections > 0)
+	{
+		curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+						  (long) max_connections);
+		curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS,
+						  (long) max_connections);
+	}
+
+	client->wait_set = CreateWaitEventSet(context, 3);
+	AddWaitEventToSet(client->wait_set, WL_LATCH_SET, PGINVALID_SOCKET,
+					  MyLatch, NULL);
+	AddWaitEventToSet(client->wait_set, WL_EXIT_ON_PM_DEATH,
+					  PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(client->wait_set, WL_SOCKET_READABLE,
+					  client->epoll_fd, NULL, NULL);
+
+	MemoryContextSwitchTo(oldcontext);
+	return client;
+}
+
+/*
+ * xplenty_http_session_client
+ *		The client that SQL-callable functions of this backend share.
+ */
+XplentyHttpClient *
+xplenty_http_session_client(void)
+{
+	if (session_client == NULL)
+		session_client = xplenty_http_client_create(TopMemoryContext, 0);
+	return session_client;
+}
+
+/*
+ * watch_socket
+ *		libcurl's socket callback: mirror its wishes into our epoll set.
+ */
+static int
+watch_socket(CURL *easy, curl_socket_t sock, int what, void *client_arg,
+			 void *socket_arg)
+{
+	XplentyHttpClient *client = (XplentyHttpClient *) client_arg;
+	struct epoll_event ev;
+
+	(void) easy;
+	(void) socket_arg;
+	if (what == CURL_POLL_REMOVE)
+	{
+		/* The socket may already be closed, which removed it anyway. */
+		(void) epoll_ctl(client->epoll_fd, EPOLL_CTL_DEL, sock, NULL);
+		return 0;
+	}
+
+	memset(&ev, 0, sizeof(ev));
+	ev.data.fd = sock;
+	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLIN;
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+		ev.events |= EPOLLOUT;
+
+	if (epoll_ctl(client->epoll_fd, EPOLL_CTL_MOD, sock, &ev) != 0)
+	{
+		if (errno != ENOENT ||
+			epoll_ctl(client->epoll_fd, EPOLL_CTL_ADD, sock, &ev) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * set_timer
+ *		libcurl's timer callback: remember when it next wants to run.
+ */
+static int
+set_timer(CURLM *multi, long timeout_ms, void *client_arg)
+{
+	XplentyHttpClient *client = (XplentyHttpClient *) client_arg;
+
+	(void) multi;
+	client->timer_ms = timeout_ms;
+	client->timer_set_at = GetCurrentTimestamp();
+	return 0;
+}
+
+/*
+ * time_to_curl_timer
+ *		Milliseconds until libcurl's timer expires, 0 if it has, -1 if none.
+ */
+static long
+time_to_curl_timer(XplentyHttpClient *client)
+{
+	long		elapsed;
+
+	if (client->timer_ms < 0)
+		return -1;
+	if (client->timer_ms == 0)
+		return 0;
+	elapsed = TimestampDifferenceMilliseconds(client->timer_set_at,
+											  GetCurrentTimestamp());
+	return Max(client->timer_ms - elapsed, 0);
+}
+
+/*
+ * collect_answer
+ *		libcurl's write callback: append a piece of the answer's body.
+ *
+ * Refuses, by returning a short count, an answer that would pass
+ * answer_limit or that memory cannot be had for; libcurl then ends the
+ * transfer with CURLE_WRITE_ERROR and too_large tells the two apart.
+ */
+static size_t
+collect_answer(char *data, size_t size, size_t nmemb, void *req_arg)
+{
+	XplentyHttpRequest *req = (XplentyHttpRequest *) req_arg;
+	size_t		len = size * nmemb;
+
+	if (len > req->answer_limit - req->answer_len)
+	{
+		req->too_large = true;
+		return 0;
+	}
+
+	if (req->answer_len + len + 1 > req->answer_cap)
+	{
+		size_t		newcap = Max(req->answer_cap * 2, 1024);
+		char	   *grown;
+
+		while (newcap < req->answer_len + len + 1)
+			newcap *= 2;
+		newcap = Min(newcap, req->answer_limit + 1);
+		grown = MemoryContextAllocExtended(req->context, newcap,
+										   MCXT_ALLOC_NO_OOM);
+		if (grown == NULL)
+			return 0;
+		if (req->answer != NULL)
+		{
+			memcpy(grown, req->answer, req->answer_len);
+			pfree(req->answer);
+		}
+		req->answer = grown;
+		req->answer_cap = newcap;
+	}
+
+	memcpy(req->answer + req->answer_len, data, len);
+	req->answer_len += len;
+	req->answer[req->answer_len] = '\0';
+	return len;
+}
+
+/*
+ * header_value
+ *		If the header line names the given header, return its value's start.
+ */
+static const char *
+header_value(const char *line, size_t len, const char *name)
+{
+	size_t		namelen = strlen(name);
+
+	if (len <= namelen || line[namelen] != ':' ||
+		pg_strncasecmp(line, name, namelen) != 0)
+		return NULL;
+	line += namelen + 1;
+	while (*line == ' ' || *line == '\t')
+		line++;
+	return line;
+}
+
+/*
+ * parse_header_number
+ *		A header's non-negative decimal value, or -1 if it is not one.
+ */
+static long
+parse_header_number(const char *value)
+{
+	long		result = 0;
+
+	if (*value < '0' || *value > '9')
+		return -1;
+	for (; *value >= '0' && *value <= '9'; value++)
+	{
+		if (result > (LONG_MAX - 9) / 10)
+			return -1;
+		result = result * 10 + (*value - '0');
+	}
+	return result;
+}
+
+/*
+ * collect_header
+ *		libcurl's header callback: keep the headers the callers act on.
+ *
+ * A status line starts a new answer (after a 100 Continue, say), so it
+ * forgets what an earlier one said.
+ */
+static size_t
+collect_header(char *data, size_t size, size_t nitems, void *req_arg)
+{
+	XplentyHttpRequest *req = (XplentyHttpRequest *) req_arg;
+	size_t		len = size * nitems;
+	char		line[1024];
+	const char *value;
+
+	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0)
+	{
+		req->ratelimit_limit = -1;
+		req->ratelimit_remaining = -1;
+		req->link_header = NULL;
+		return len;
+	}
+
+	/* Headers we want are short; a longer line cannot be one of them. */
+	if (len >= sizeof(line))
+		return len;
+	memcpy(line, data, len);
+	line[len] = '\0';
+	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
+		line[--len] = '\0';
+
+	if ((value = header_value(line, len, "X-RateLimit-Remaining")) != NULL)
+		req->ratelimit_remaining = parse_header_number(value);
+	else if ((value = header_value(line, len, "X-RateLimit-Limit")) != NULL)
+		req->ratelimit_limit = parse_header_number(value);
+	else if ((value = header_value(line, len, "Link")) != NULL)
+	{
+		size_t		vlen = strlen(value) + 1;
+		char	   *copy = MemoryContextAllocExtended(req->context, vlen,
+													  MCXT_ALLOC_NO_OOM);
+
+		if (copy != NULL)
+			memcpy(copy, value, vlen);
+		req->link_header = copy;
+	}
+	return len;
+}
+
+/*
+ * before_sending
+ *		libcurl's pre-request callback: count the times the request goes out.
+ *
+ * libcurl silently sends a request again on a fresh connection when a
+ * reused one dies before any answer arrives.  For POST /jobs that is how a
+ * paid job gets started twice: the API may have read the first copy and
+ * created the job before the connection broke.  So a request marked
+ * single_attempt is stopped here before a second copy leaves, and the
+ * caller learns it may have been sent.  That this callback ran at all is
+ * also how we know that a failure came after the request began to leave.
+ */
+static int
+before_sending(void *req_arg, char *primary_ip, char *local_ip,
+			   int primary_port, int local_port)
+{
+	XplentyHttpRequest *req = (XplentyHttpRequest *) req_arg;
+
+	(void) primary_ip;
+	(void) local_ip;
+	(void) primary_port;
+	(void) local_port;
+	req->attempts++;
+	if (req->attempts > 1 && req->single_attempt)
+		return CURL_PREREQFUNC_ABORT;
+	return CURL_PREREQFUNC_OK;
+}
+
+/*
+ * open_easy_handle
+ *		Take a spare easy handle or make one, and set it up for the request.
+ *
+ * libcurl copies every string option, so the API key is not kept past this
+ * call by us.  MAX_CONNECTION_AGE_SECONDS is shorter than the idle timeout
+ * of common servers and load balancers (60 s and more), so that we seldom
+ * send on a connection the other end is just closing.
+ */
+static CURL *
+open_easy_handle(XplentyHttpClient *client, XplentyHttpRequest *req,
+				 const char *api_key)
+{
+	CURL	   *easy;
+
+	if (client->spare_handles != NIL)
+	{
+		easy = (CURL *) llast(client->spare_handles);
+		client->spare_handles = list_delete_last(client->spare_handles);
+		curl_easy_reset(easy);
+	}
+	else
+	{
+		easy = curl_easy_init();
+		if (easy == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl handle")));
+	}
+
+	curl_easy_setopt(easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, USER_AGENT);
+	curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+	curl_easy_setopt(easy, CURLOPT_USERNAME, api_key);
+	curl_easy_setopt(easy, CURLOPT_PASSWORD, "");
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+					 (long) xplenty_connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
+					 (long) xplenty_request_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_MAXAGE_CONN,
+					 (long) MAX_CONNECTION_AGE_SECONDS);
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER,
+					 xplenty_tls_verify ? 1L : 0L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST,
+					 xplenty_tls_verify ? 2L : 0L);
+	if (xplenty_ca_file != NULL && xplenty_ca_file[0] != '\0')
+		curl_easy_setopt(easy, CURLOPT_CAINFO, xplenty_ca_file);
+	curl_easy_setopt(easy, CURLOPT_PROXY,
+					 xplenty_proxy != NULL ? xplenty_proxy : "");
+	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
+					 (curl_off_t) req->answer_limit);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->curl_error);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, collect_answer);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, collect_header);
+	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, before_sending);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
+	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+
+	switch (req->method)
+	{
+		case XPLENTY_HTTP_GET:
+			curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+			curl_easy_setopt(easy, CURLOPT_HTTPHEADER, get_headers);
+			break;
+		case XPLENTY_HTTP_POST:
+			curl_easy_setopt(easy, CURLOPT_POST, 1L);
+			curl_easy_setopt(easy, CURLOPT_HTTPHEADER, send_headers);
+			break;
+		case XPLENTY_HTTP_DELETE:
+			curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, "DELETE");
+			curl_easy_setopt(easy, CURLOPT_HTTPHEADER,
+							 req->body ? send_headers : get_headers);
+			break;
+	}
+	if (req->body != NULL)
+	{
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
+						 (curl_off_t) req->body_len);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body);
+	}
+	else if (req->method == XPLENTY_HTTP_POST)
+	{
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, 0L);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, "");
+	}
+
+	return easy;
+}
+
+/*
+ * xplenty_http_start
+ *		Begin a request on the client; it progresses in xplenty_http_wait.
+ *
+ * The answer is collected in CurrentMemoryContext, which must outlive the
+ * request.  req->body must stay valid until the request has finished.
+ */
+void
+xplenty_http_start(XplentyHttpClient *client, XplentyHttpRequest *req,
+				   const char *api_key)
+{
+	CURLMcode	rc;
+
+	req->outcome = XPLENTY_HTTP_PENDING;
+	req->status = 0;
+	req->curl_code = CURLE_OK;
+	req->curl_error[0] = '\0';
+	req->attempts = 0;
+	req->answer = NULL;
+	req->answer_len = 0;
+	req->answer_cap = 0;
+	req->answer_limit = (size_t) xplenty_max_response_size_kb * 1024;
+	req->retry_after = -1;
+	req->ratelimit_limit = -1;
+	req->ratelimit_remaining = -1;
+	req->link_header = NULL;
+	req->elapsed = 0;
+	req->context = CurrentMemoryContext;
+	req->too_large = false;
+	req->on_finished_list = false;
+
+	req->easy = open_easy_handle(client, req, api_key);
+	rc = curl_multi_add_handle(client->multi, req->easy);
+	if (rc != CURLM_OK)
+	{
+		release_easy_handle(client, req->easy);
+		req->easy = NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not start an HTTP request: %s",
+						curl_multi_strerror(rc))));
+	}
+	client->in_flight++;
+}
+
+/*
+ * release_easy_handle
+ *		Keep an easy handle for the next request, or free it.
+ */
+static void
+release_easy_handle(XplentyHttpClient *client, CURL *easy)
+{
+	MemoryContext oldcontext;
+
+	if (list_length(client->spare_handles) >= 64)
+	{
+		curl_easy_cleanup(easy);
+		return;
+	}
+	oldcontext = MemoryContextSwitchTo(GetMemoryChunkContext(client));
+	client->spare_handles = lappend(client->spare_handles, easy);
+	MemoryContextSwitchTo(oldcontext);
+}
+
+/*
+ * finish_request
+ *		Record how a transfer ended and take it off the multi handle.
+ */
+static void
+finish_request(XplentyHttpClient *client, XplentyHttpRequest *req,
+			   CURLcode result)
+{
+	curl_off_t	total_us = 0;
+	curl_off_t	retry_after = 0;
+
+	req->curl_code = result;
+	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->status);
+	curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+	req->elapsed = (double) total_us / 1000000.0;
+	if (curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER,
+						  &retry_after) == CURLE_OK && retry_after > 0)
+		req->retry_after = (long) Min(retry_after, (curl_off_t) 86400);
+
+	if (result == CURLE_OK)
+		req->outcome = XPLENTY_HTTP_ANSWERED;
+	else if (req->too_large || result == CURLE_FILESIZE_EXCEEDED)
+		req->outcome = XPLENTY_HTTP_TOO_LARGE;
+	else if (req->attempts == 0)
+		req->outcome = XPLENTY_HTTP_NOT_SENT;
+	else
+		req->outcome = XPLENTY_HTTP_MAYBE_SENT;
+
+	if (req->answer == NULL)
+	{
+		req->answer = MemoryContextAllocZero(req->context, 1);
+		req->answer_len = 0;
+	}
+
+	curl_multi_remove_handle(client->multi, req->easy);
+	release_easy_handle(client, req->easy);
+	req->easy = NULL;
+	client->in_flight--;
+	dlist_push_tail(&client->finished, &req->node);
+	req->on_finished_list = true;
+}
+
+/*
+ * collect_finished
+ *		Move every transfer libcurl reports as done to the finished list.
+ */
+static void
+collect_finished(XplentyHttpClient *client)
+{
+	CURLMsg    *msg;
+	int			left;
+
+	while ((msg = curl_multi_info_read(client->multi, &left)) != NULL)
+	{
+		XplentyHttpRequest *req;
+
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &req);
+		finish_request(client, req, msg->data.result);
+	}
+}
+
+/*
+ * xplenty_http_wait
+ *		Wait until a transfer makes progress, the latch is set, or timeout_ms
+ *		(-1: no limit) passes, and let libcurl do what it can.
+ *
+ * Returns XPLENTY_WAKE_LATCH if the latch was set (it has been reset; the
+ * caller checks why), and XPLENTY_WAKE_TIMEOUT if timeout_ms ran out.
+ * Finished requests are then to be had from xplenty_http_next_finished.
+ */
+int
+xplenty_http_wait(XplentyHttpClient *client, long timeout_ms,
+				  uint32 wait_event_info)
+{
+	WaitEvent	events[3];
+	long		curl_wait;
+	long		wait_ms;
+	int			nevents;
+	int			running;
+	int			result = 0;
+	bool		curl_timer_due;
+
+	if (!dlist_is_empty(&client->finished))
+		return 0;
+
+	curl_wait = time_to_curl_timer(client);
+	if (curl_wait >= 0 && (timeout_ms < 0 || curl_wait <= timeout_ms))
+		wait_ms = curl_wait;
+	else
+		wait_ms = timeout_ms;
+
+	nevents = WaitEventSetWait(client->wait_set, wait_ms, events,
+							   lengthof(events), wait_event_info);
+
+	for (int i = 0; i < nevents; i++)
+	{
+		if (events[i].events & WL_LATCH_SET)
+		{
+			ResetLatch(MyLatch);
+			result |= XPLENTY_WAKE_LATCH;
+		}
+		else if (events[i].events & WL_SOCKET_READABLE)
+		{
+			struct epoll_event ready[MAX_SOCKET_EVENTS];
+			int			nready;
+
+			nready = epoll_wait(client->epoll_fd, ready, MAX_SOCKET_EVENTS, 0);
+			for (int j = 0; j < nready; j++)
+			{
+				int			flags = 0;
+
+				if (ready[j].events & EPOLLIN)
+					flags |= CURL_CSELECT_IN;
+				if (ready[j].events & EPOLLOUT)
+					flags |= CURL_CSELECT_OUT;
+				if (ready[j].events & (EPOLLERR | EPOLLHUP))
+					flags |= CURL_CSELECT_ERR;
+				curl_multi_socket_action(client->multi, ready[j].data.fd,
+										 flags, &running);
+			}
+		}
+	}
+
+	curl_timer_due = (time_to_curl_timer(client) == 0);
+	if (curl_timer_due)
+		curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0,
+								 &running);
+	else if (nevents == 0 && wait_ms == timeout_ms)
+		result |= XPLENTY_WAKE_TIMEOUT;
+
+	collect_finished(client);
+	return result;
+}
+
+/*
+ * xplenty_http_next_finished
+ *		Take the next finished request, or NULL if there is none.
+ */
+XplentyHttpRequest *
+xplenty_http_next_finished(XplentyHttpClient *client)
+{
+	XplentyHttpRequest *req;
+
+	if (dlist_is_empty(&client->finished))
+		return NULL;
+	req = dlist_container(XplentyHttpRequest, node,
+						  dlist_pop_head_node(&client->finished));
+	req->on_finished_list = false;
+	return req;
+}
+
+/*
+ * xplenty_http_in_flight
+ *		How many requests are started and not yet finished.
+ */
+int
+xplenty_http_in_flight(XplentyHttpClient *client)
+{
+	return client->in_flight;
+}
+
+/*
+ * xplenty_http_cancel
+ *		Abandon a request, in flight or finished but not yet collected.
+ *
+ * A transfer cut off in the middle leaves its connection in an unknown
+ * state, so libcurl closes that connection rather than reusing it.
+ */
+void
+xplenty_http_cancel(XplentyHttpClient *client, XplentyHttpRequest *req)
+{
+	if (req->easy != NULL)
+	{
+		curl_multi_remove_handle(client->multi, req->easy);
+		release_easy_handle(client, req->easy);
+		req->easy = NULL;
+		client->in_flight--;
+	}
+	else if (req->on_finished_list)
+	{
+		dlist_delete(&req->node);
+		req->on_finished_list = false;
+	}
+}
+
+/*
+ * xplenty_http_perform
+ *		Send one request on the session's client and wait for its end.
+ *
+ * The wait answers to cancel, statement_timeout and postmaster death: a
+ * query cancel arrives as an ERROR from CHECK_FOR_INTERRUPTS, and the
+ * request is taken off the multi handle before the error goes on, so that
+ * nothing of it is left behind for the next call to trip over.
+ */
+void
+xplenty_http_perform(XplentyHttpRequest *req, const char *api_key)
+{
+	XplentyHttpClient *client = xplenty_http_session_client();
+
+	xplenty_http_start(client, req, api_key);
+
+	PG_TRY();
+	{
+		while (req->outcome == XPLENTY_HTTP_PENDING)
+		{
+			CHECK_FOR_INTERRUPTS();
+			(void) xplenty_http_wait(client, -1, PG_WAIT_EXTENSION);
+		}
+	}
+	PG_CATCH();
+	{
+		xplenty_http_cancel(client, req);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	/* The session client has only this request: empty its finished list. */
+	while (xplenty_http_next_finished(client) != NULL)
+		;
+}

@@ -1,0 +1,323 @@
+/*-------------------------------------------------------------------------
+ *
+ * job_request.c
+ *	  Checking the arguments of a Run Job call and building its body.
+ *
+ * Everything the API would refuse is refused here first, in the caller's
+ * transaction and with no request sent: a queued request that could never
+ * succeed should fail at enqueue time, not hours later in the worker.
+ *
+ * The body is assembled as a jsonb value and printed by PostgreSQL's own
+ * JSON code, so that no variable name or value can break out of its string.
+ *
+ * src/job_request.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
+
+#include "job_request.h"
+
+/* Xplenty variable names are identifiers; longer ones are surely wrong. */
+#define MAX_VARIABLE_NAME_LENGTH 255
+
+static void check_variables(Jsonb *variables, const char *argname);
+static void check_no_overlap(Jsonb *variables, Jsonb *dynamic_variables);
+
+/*
+ * xplenty_job_request_from_args
+ *		Read (cluster, package, variables, dynamic_variables) arguments.
+ *
+ * The SQL functions are not STRICT, so that a NULL cluster or package gets
+ * a clear error instead of a silent NULL result.
+ */
+void
+xplenty_job_request_from_args(FunctionCallInfo fcinfo,
+							  XplentyJobRequest *request)
+{
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("cluster ID must not be null")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("package ID must not be null")));
+
+	request->cluster_id = PG_GETARG_INT32(0);
+	request->package_id = PG_GETARG_INT32(1);
+	request->variables = (PG_NARGS() > 2 && !PG_ARGISNULL(2)) ?
+		PG_GETARG_JSONB_P(2) : NULL;
+	request->dynamic_variables = (PG_NARGS() > 3 && !PG_ARGISNULL(3)) ?
+		PG_GETARG_JSONB_P(3) : NULL;
+}
+
+/*
+ * json_type_name
+ *		The JSON type of a jsonb value, for messages.
+ */
+static const char *
+json_type_name(Jsonb *value)
+{
+	if (JB_ROOT_IS_SCALAR(value))
+	{
+		JsonbValue	scalar;
+
+		if (JsonbExtractScalar(&value->root, &scalar))
+		{
+			switch (scalar.type)
+			{
+				case jbvNull:
+					return "null";
+				case jbvString:
+					return "a string";
+				case jbvNumeric:
+					return "a number";
+				case jbvBool:
+					return "a boolean";
+				default:
+					break;
+			}
+		}
+		return "a scalar";
+	}
+	return JB_ROOT_IS_ARRAY(value) ? "an array" : "an object";
+}
+
+/*
+ * jsonb_value_type_name
+ *		The JSON type of a value met while iterating, for messages.
+ */
+static const char *
+jsonb_value_type_name(const JsonbValue *value)
+{
+	switch (value->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "a string";
+		case jbvNumeric:
+			return "a number";
+		case jbvBool:
+			return "a boolean";
+		case jbvBinary:
+			return JsonContainerIsArray(value->val.binary.data) ?
+				"an array" : "an object";
+		default:
+			return "not a string";
+	}
+}
+
+/*
+ * valid_variable_name
+ *		Is the name an identifier, as Xplenty variable names are?
+ */
+static bool
+valid_variable_name(const char *name, int len)
+{
+	if (len == 0 || len > MAX_VARIABLE_NAME_LENGTH)
+		return false;
+	if (!((name[0] >= 'a' && name[0] <= 'z') ||
+		  (name[0] >= 'A' && name[0] <= 'Z') || name[0] == '_'))
+		return false;
+	for (int i = 1; i < len; i++)
+	{
+		char		c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * check_variables
+ *		An object of variable names to string values, or an error.
+ */
+static void
+check_variables(Jsonb *variables, const char *argname)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	char	   *name = NULL;
+
+	if (variables == NULL)
+		return;
+
+	if (!JB_ROOT_IS_OBJECT(variables) || JB_ROOT_IS_SCALAR(variables))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a JSON object", argname),
+				 errdetail("The value given is %s.",
+						   json_type_name(variables)),
+				 errhint("Give the variables as an object of names and "
+						 "values, for example '{\"DAY\": \"2026-12-03\"}'.")));
+
+	it = JsonbIteratorInit(&variables->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			name = pnstrdup(v.val.string.val, v.val.string.len);
+			if (!valid_variable_name(v.val.string.val, v.val.string.len))
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("\"%s\" is not a valid variable name", name),
+						 errdetail("In %s: a variable name is a letter or "
+								   "underscore followed by letters, digits "
+								   "and underscores, at most %d in all.",
+								   argname, MAX_VARIABLE_NAME_LENGTH)));
+		}
+		else if (tok == WJB_VALUE && v.type != jbvString)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("value of variable \"%s\" must be a JSON string",
+							name),
+					 errdetail("In %s, the value given is %s.", argname,
+							   jsonb_value_type_name(&v)),
+					 errhint("Xplenty variables are expressions written as "
+							 "text: for example {\"LIMIT\": \"10\"} or "
+							 "{\"NAME\": \"'text'\"}.")));
+	}
+}
+
+/*
+ * check_no_overlap
+ *		No variable may be both static and dynamic: which would win is not
+ *		documented, so we refuse to guess.
+ */
+static void
+check_no_overlap(Jsonb *variables, Jsonb *dynamic_variables)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (variables == NULL || dynamic_variables == NULL)
+		return;
+
+	it = JsonbIteratorInit(&variables->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY &&
+			findJsonbValueFromContainer(&dynamic_variables->root,
+										JB_FOBJECT, &v) != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("variable \"%s\" is given both in variables "
+							"and in dynamic_variables",
+							pnstrdup(v.val.string.val, v.val.string.len)),
+					 errhint("Give each variable once.")));
+	}
+}
+
+/*
+ * xplenty_check_job_request
+ *		Refuse a request the API would refuse.
+ */
+void
+xplenty_check_job_request(const XplentyJobRequest *request)
+{
+	if (request->cluster_id <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cluster ID must be a positive integer"),
+				 errdetail("The value given is %d.", request->cluster_id)));
+	if (request->package_id <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("package ID must be a positive integer"),
+				 errdetail("The value given is %d.", request->package_id)));
+
+	check_variables(request->variables, "variables");
+	check_variables(request->dynamic_variables, "dynamic_variables");
+	check_no_overlap(request->variables, request->dynamic_variables);
+}
+
+/*
+ * push_key
+ *		Push an object key onto a jsonb under construction.
+ */
+static void
+push_key(JsonbParseState **state, const char *key)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &k);
+}
+
+/*
+ * push_int
+ *		Push an integer value onto a jsonb under construction.
+ */
+static void
+push_int(JsonbParseState **state, int32 value)
+{
+	JsonbValue	v;
+
+	v.type = jbvNumeric;
+	v.val.numeric = DatumGetNumeric(DirectFunctionCall1(int4_numeric,
+														Int32GetDatum(value)));
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * push_object
+ *		Push a whole jsonb object as the value of the current key.
+ */
+static void
+push_object(JsonbParseState **state, Jsonb *object)
+{
+	JsonbValue	v;
+
+	v.type = jbvBinary;
+	v.val.binary.data = &object->root;
+	v.val.binary.len = VARSIZE(object) - VARHDRSZ;
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * xplenty_job_request_body
+ *		The JSON body of POST /jobs for a checked request.
+ *
+ * A variables argument that was not given is left out of the body, not
+ * sent as null.
+ */
+char *
+xplenty_job_request_body(const XplentyJobRequest *request)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *result;
+	Jsonb	   *body;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	push_key(&state, "cluster_id");
+	push_int(&state, request->cluster_id);
+	push_key(&state, "package_id");
+	push_int(&state, request->package_id);
+	if (request->variables != NULL)
+	{
+		push_key(&state, "variables");
+		push_object(&state, request->variables);
+	}
+	if (request->dynamic_variables != NULL)
+	{
+		push_key(&state, "dynamic_variables");
+		push_object(&state, request->dynamic_variables);
+	}
+	result = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+
+	body = JsonbValueToJsonb(result);
+	return JsonbToCString(NULL, &body->root, VARSIZE(body));
+}
