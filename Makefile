@@ -8,10 +8,16 @@ OBJS = \
 	src/answer.o \
 	src/api.o \
 	src/config.o \
+	src/enqueue.o \
 	src/failure.o \
 	src/http_client.o \
+	src/job_check.o \
 	src/job_request.o \
+	src/queue.o \
+	src/retry.o \
 	src/run_job.o \
+	src/wakeup.o \
+	src/worker.o \
 	src/xplenty.o
 
 DATA = sql/xplenty--1.0.sql

@@ -22,6 +22,7 @@
 #include "utils/guc.h"
 
 #include "config.h"
+#include "retry.h"
 
 /* The longest API key we accept; real ones are 40 characters or so. */
 #define MAX_API_KEY_LENGTH 1024
@@ -36,10 +37,15 @@ int			xplenty_max_response_size_kb = 10240;
 bool		xplenty_tls_verify = true;
 char	   *xplenty_ca_file = NULL;
 char	   *xplenty_proxy = NULL;
+char	   *xplenty_database = NULL;
+int			xplenty_max_in_flight = 16;
+int			xplenty_queue_retention_s = 7 * 24 * 3600;
+int			xplenty_rate_limit_reserve = 10;
 
 static bool check_api_url(char **newval, void **extra, GucSource source);
 static bool check_account_id(char **newval, void **extra, GucSource source);
 static void check_api_key_text(const char *key, const char *origin);
+static void define_worker_settings(void);
 
 /*
  * xplenty_define_settings
@@ -134,7 +140,77 @@ xplenty_define_settings(void)
 							   PGC_SUSET, 0,
 							   NULL, NULL, NULL);
 
+	define_worker_settings();
 	MarkGUCPrefixReserved("xplenty");
+}
+
+/*
+ * define_worker_settings
+ *		Register the settings of the background worker and its retries.
+ */
+static void
+define_worker_settings(void)
+{
+	DefineCustomStringVariable("xplenty.database",
+							   "Database whose queue the background worker "
+							   "serves.",
+							   NULL,
+							   &xplenty_database,
+							   "postgres",
+							   PGC_POSTMASTER, 0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("xplenty.max_in_flight",
+							"Most requests the worker has in flight at once.",
+							NULL,
+							&xplenty_max_in_flight,
+							16, 1, 1000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("xplenty.max_attempts",
+							"Most times the worker sends a request, or "
+							"checks on one, before it gives up.",
+							NULL,
+							&xplenty_max_attempts,
+							10, 1, 1000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("xplenty.retry_base_delay",
+							"Delay before the first retry of a failed "
+							"request; it doubles with each retry.",
+							NULL,
+							&xplenty_retry_base_delay_ms,
+							1000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("xplenty.retry_max_delay",
+							"Longest delay between retries of a request.",
+							NULL,
+							&xplenty_retry_max_delay_ms,
+							300000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("xplenty.queue_retention",
+							"How long submitted and failed requests stay "
+							"in the queue.",
+							"-1 keeps them until they are deleted by hand.",
+							&xplenty_queue_retention_s,
+							7 * 24 * 3600, -1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("xplenty.rate_limit_reserve",
+							"API credits the worker leaves unspent; it "
+							"pauses when X-RateLimit-Remaining falls to it.",
+							NULL,
+							&xplenty_rate_limit_reserve,
+							10, 0, 1000000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 }
 
 /*

@@ -24,6 +24,12 @@ extern bool xplenty_tls_verify;
 extern char *xplenty_ca_file;
 extern char *xplenty_proxy;
 
+/* How the background worker behaves. */
+extern char *xplenty_database;
+extern int	xplenty_max_in_flight;
+extern int	xplenty_queue_retention_s;
+extern int	xplenty_rate_limit_reserve;
+
 extern void xplenty_define_settings(void);
 extern char *xplenty_get_api_key(void);
 extern const char *xplenty_get_account_id(void);

@@ -166,13 +166,7 @@ xplenty_http_client_create(MemoryContext context, int max_connections)
 	curl_multi_setopt(client->multi, CURLMOPT_SOCKETDATA, client);
 	curl_multi_setopt(client->multi, CURLMOPT_TIMERFUNCTION, set_timer);
 	curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client);
-	if (max_connections > 0)
-	{
-		curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
-						  (long) max_connections);
-		curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS,
-						  (long) max_connections);
-	}
+	xplenty_http_client_set_max_connections(client, max_connections);
 
 	client->wait_set = CreateWaitEventSet(context, 3);
 	AddWaitEventToSet(client->wait_set, WL_LATCH_SET, PGINVALID_SOCKET,
@@ -184,6 +178,23 @@ xplenty_http_client_create(MemoryContext context, int max_connections)
 
 	MemoryContextSwitchTo(oldcontext);
 	return client;
+}
+
+/*
+ * xplenty_http_client_set_max_connections
+ *		Cap the connections a client opens at once (0: no cap), and keep as
+ *		many idle ones for reuse.
+ */
+void
+xplenty_http_client_set_max_connections(XplentyHttpClient *client,
+										int max_connections)
+{
+	if (max_connections <= 0)
+		return;
+	curl_multi_setopt(client->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
+					  (long) max_connections);
+	curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS,
+					  (long) max_connections);
 }
 
 /*
@@ -363,7 +374,8 @@ static size_t
 collect_header(char *data, size_t size, size_t nitems, void *req_arg)
 {
 	XplentyHttpRequest *req = (XplentyHttpRequest *) req_arg;
-	size_t		len = size * nitems;
+	size_t		total = size * nitems;
+	size_t		len = total;
 	char		line[1024];
 	const char *value;
 
@@ -372,12 +384,12 @@ collect_header(char *data, size_t size, size_t nitems, void *req_arg)
 		req->ratelimit_limit = -1;
 		req->ratelimit_remaining = -1;
 		req->link_header = NULL;
-		return len;
+		return total;
 	}
 
 	/* Headers we want are short; a longer line cannot be one of them. */
 	if (len >= sizeof(line))
-		return len;
+		return total;
 	memcpy(line, data, len);
 	line[len] = '\0';
 	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
@@ -397,7 +409,7 @@ collect_header(char *data, size_t size, size_t nitems, void *req_arg)
 			memcpy(copy, value, vlen);
 		req->link_header = copy;
 	}
-	return len;
+	return total;
 }
 
 /*
@@ -737,6 +749,16 @@ xplenty_http_next_finished(XplentyHttpClient *client)
 						  dlist_pop_head_node(&client->finished));
 	req->on_finished_list = false;
 	return req;
+}
+
+/*
+ * xplenty_http_has_finished
+ *		Are there finished requests not yet collected?
+ */
+bool
+xplenty_http_has_finished(XplentyHttpClient *client)
+{
+	return !dlist_is_empty(&client->finished);
 }
 
 /*

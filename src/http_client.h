@@ -86,6 +86,9 @@ extern XplentyHttpRequest *xplenty_http_next_finished(XplentyHttpClient *client)
 extern void xplenty_http_cancel(XplentyHttpClient *client,
 								XplentyHttpRequest *req);
 extern int	xplenty_http_in_flight(XplentyHttpClient *client);
+extern bool xplenty_http_has_finished(XplentyHttpClient *client);
+extern void xplenty_http_client_set_max_connections(XplentyHttpClient *client,
+													 int max_connections);
 extern void xplenty_http_perform(XplentyHttpRequest *req,
 								 const char *api_key);
 

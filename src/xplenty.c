@@ -12,7 +12,11 @@
 
 #include "fmgr.h"
 
+#include "miscadmin.h"
+
 #include "config.h"
+#include "wakeup.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -20,9 +24,10 @@ void		_PG_init(void);
 
 /*
  * _PG_init
- *		Define the settings when the library is loaded.
+ *		Define the settings; from shared_preload_libraries, also ask for the
+ *		shared memory and register the background worker.
  *
- * Loading the library from shared_preload_libraries is what makes
+ * Loading the library from shared_preload_libraries is also what makes
  * xplenty.api_key safe: a setting that is read before its library defines
  * it is a placeholder that any role can SHOW.
  */
@@ -30,4 +35,9 @@ void
 _PG_init(void)
 {
 	xplenty_define_settings();
+
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+	xplenty_wakeup_install_hooks();
+	xplenty_register_worker();
 }

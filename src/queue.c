@@ -1,0 +1,664 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue.c
+ *	  The queue table, xplenty_queue: every statement run against it.
+ *
+ * All SQL that touches the queue lives here, prepared once per process and
+ * kept, so that a trigger that queues a request per row and a worker that
+ * records thousands of answers a second do not plan the same statements
+ * again and again.  Statements name the table with its schema and use
+ * only pg_catalog operators, so no search_path can redirect them.
+ *
+ * Requests are inserted with the rights of the table's owner: a role that
+ * may queue jobs gets EXECUTE on xplenty_enqueue_job and SELECT on the
+ * table, never INSERT or UPDATE, so that it cannot forge a row that says
+ * a job was submitted, or bypass the checks on a request.
+ *
+ * src/queue.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "queue.h"
+#include "wakeup.h"
+
+/* The statements, by number, each prepared once and kept. */
+typedef enum QueueStatement
+{
+	STMT_INSERT,
+	STMT_FIND_PENDING_KEY,
+	STMT_RECOVER,
+	STMT_CLAIM_SENDS,
+	STMT_CLAIM_CHECKS,
+	STMT_SET_SUBMITTED,
+	STMT_SET_PENDING,
+	STMT_SET_FINAL,
+	STMT_JOB_ADOPTED,
+	STMT_MS_UNTIL_DUE,
+	STMT_DELETE_FINISHED,
+	NUM_STATEMENTS
+} QueueStatement;
+
+/* Statuses in which a request is still to be sent. */
+#define PENDING_STATUSES "('queued', 'submitting', 'checking')"
+
+static SPIPlanPtr plans[NUM_STATEMENTS];
+static Oid	plans_relid = InvalidOid;
+
+static Oid	queue_relid(bool missing_ok);
+static SPIPlanPtr get_plan(QueueStatement which);
+static void execute_plan(QueueStatement which, Datum *values,
+						 const char *nulls, int expected);
+
+/*
+ * extension_schema
+ *		The schema the extension was created in, or InvalidOid.
+ *
+ * (PostgreSQL 15 does not export get_extension_schema.)
+ */
+static Oid
+extension_schema(void)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tuple;
+	Oid			schema = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("xplenty"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		schema = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return schema;
+}
+
+/*
+ * queue_relid
+ *		The OID of the extension's queue table, or InvalidOid if the
+ *		extension is not installed in this database and missing_ok.
+ *
+ * The answer is remembered, and only looked up again once the table it
+ * names is gone: a trigger queuing a request per row should not scan
+ * pg_extension for each.
+ */
+static Oid
+queue_relid(bool missing_ok)
+{
+	static Oid	cached_relid = InvalidOid;
+	Oid			relid = InvalidOid;
+	Oid			schema;
+
+	if (OidIsValid(cached_relid) &&
+		SearchSysCacheExists1(RELOID, ObjectIdGetDatum(cached_relid)))
+		return cached_relid;
+
+	schema = extension_schema();
+	if (OidIsValid(schema))
+		relid = get_relname_relid("xplenty_queue", schema);
+	cached_relid = relid;
+	if (!OidIsValid(relid) && !missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the xplenty queue table does not exist"),
+				 errhint("Run CREATE EXTENSION xplenty in this database.")));
+	return relid;
+}
+
+/*
+ * queue_owner
+ *		The role that owns the queue table.
+ */
+static Oid
+queue_owner(void)
+{
+	Oid			relid = queue_relid(false);
+	HeapTuple	tuple;
+	Oid			owner;
+
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * xplenty_queue_exists
+ *		Is the extension, and so its queue, installed in this database?
+ */
+bool
+xplenty_queue_exists(void)
+{
+	return OidIsValid(queue_relid(true));
+}
+
+/*
+ * statement_text
+ *		The SQL of a statement, with the queue table's qualified name in
+ *		place of each %1$s.
+ */
+static char *
+statement_text(QueueStatement which, const char *table)
+{
+	switch (which)
+	{
+		case STMT_INSERT:
+			return psprintf("INSERT INTO %1$s (cluster_id, package_id, "
+							"variables, dynamic_variables, dedup_key, "
+							"enqueued_by) "
+							"VALUES ($1, $2, $3, $4, $5, $6) "
+							"ON CONFLICT (dedup_key) WHERE status IN "
+							PENDING_STATUSES " DO NOTHING RETURNING id",
+							table);
+		case STMT_FIND_PENDING_KEY:
+			return psprintf("SELECT id FROM %1$s "
+							"WHERE dedup_key OPERATOR(pg_catalog.=) $1 "
+							"AND status IN " PENDING_STATUSES,
+							table);
+		case STMT_RECOVER:
+			return psprintf("UPDATE %1$s SET status = 'checking', "
+							"next_attempt_at = pg_catalog.now(), "
+							"updated_at = pg_catalog.now(), "
+							"last_error = 'the worker stopped while the "
+							"request was being sent' "
+							"WHERE status = 'submitting'",
+							table);
+		case STMT_CLAIM_SENDS:
+			return psprintf("UPDATE %1$s SET status = 'submitting', "
+							"attempts = attempts OPERATOR(pg_catalog.+) 1, "
+							"first_sent_at = COALESCE(first_sent_at, "
+							"pg_catalog.now()), "
+							"updated_at = pg_catalog.now() "
+							"WHERE id IN (SELECT id FROM %1$s "
+							"WHERE status = 'queued' AND next_attempt_at "
+							"OPERATOR(pg_catalog.<=) pg_catalog.now() "
+							"ORDER BY next_attempt_at, id LIMIT $1 "
+							"FOR UPDATE SKIP LOCKED) "
+							"RETURNING id, cluster_id, package_id, "
+							"variables, dynamic_variables, attempts, "
+							"checks, first_sent_at",
+							table);
+		case STMT_CLAIM_CHECKS:
+			return psprintf("UPDATE %1$s SET "
+							"checks = checks OPERATOR(pg_catalog.+) 1, "
+							"next_attempt_at = pg_catalog.now() "
+							"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
+							"secs => $2 OPERATOR(pg_catalog./) 1000.0), "
+							"updated_at = pg_catalog.now() "
+							"WHERE id IN (SELECT id FROM %1$s "
+							"WHERE status = 'checking' AND next_attempt_at "
+							"OPERATOR(pg_catalog.<=) pg_catalog.now() "
+							"ORDER BY next_attempt_at, id LIMIT $1 "
+							"FOR UPDATE SKIP LOCKED) "
+							"RETURNING id, cluster_id, package_id, "
+							"variables, dynamic_variables, attempts, "
+							"checks, first_sent_at",
+							table);
+		case STMT_SET_SUBMITTED:
+			return psprintf("UPDATE %1$s SET status = 'submitted', "
+							"job_id = $2, job = $3, last_error = $4, "
+							"updated_at = pg_catalog.now() "
+							"WHERE id OPERATOR(pg_catalog.=) $1",
+							table);
+		case STMT_SET_PENDING:
+			return psprintf("UPDATE %1$s SET status = $2, "
+							"next_attempt_at = pg_catalog.now() "
+							"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
+							"secs => $3 OPERATOR(pg_catalog./) 1000.0), "
+							"last_error = COALESCE($4, last_error), "
+							"resent_after_check = resent_after_check OR $5, "
+							"updated_at = pg_catalog.now() "
+							"WHERE id OPERATOR(pg_catalog.=) $1",
+							table);
+		case STMT_SET_FINAL:
+			return psprintf("UPDATE %1$s SET status = $2, last_error = $3, "
+							"updated_at = pg_catalog.now() "
+							"WHERE id OPERATOR(pg_catalog.=) $1",
+							table);
+		case STMT_JOB_ADOPTED:
+			return psprintf("SELECT 1 FROM %1$s "
+							"WHERE job_id OPERATOR(pg_catalog.=) $1",
+							table);
+		case STMT_MS_UNTIL_DUE:
+			return psprintf("SELECT pg_catalog.ceil(pg_catalog.date_part("
+							"'epoch', pg_catalog.min(next_attempt_at) "
+							"OPERATOR(pg_catalog.-) "
+							"pg_catalog.clock_timestamp()) "
+							"OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 "
+							"FROM %1$s WHERE status IN ('queued', "
+							"'checking')",
+							table);
+		case STMT_DELETE_FINISHED:
+			return psprintf("DELETE FROM %1$s WHERE id IN (SELECT id "
+							"FROM %1$s WHERE status IN ('submitted', "
+							"'failed') AND updated_at "
+							"OPERATOR(pg_catalog.<) (pg_catalog.now() "
+							"OPERATOR(pg_catalog.-) pg_catalog.make_interval("
+							"secs => $1)) LIMIT $2)",
+							table);
+		case NUM_STATEMENTS:
+			break;
+	}
+	elog(ERROR, "unknown queue statement %d", (int) which);
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * statement_argtypes
+ *		The parameter types of a statement, and their number.
+ */
+static int
+statement_argtypes(QueueStatement which, Oid *types)
+{
+	switch (which)
+	{
+		case STMT_INSERT:
+			types[0] = INT4OID;
+			types[1] = INT4OID;
+			types[2] = JSONBOID;
+			types[3] = JSONBOID;
+			types[4] = TEXTOID;
+			types[5] = NAMEOID;
+			return 6;
+		case STMT_FIND_PENDING_KEY:
+			types[0] = TEXTOID;
+			return 1;
+		case STMT_CLAIM_SENDS:
+			types[0] = INT4OID;
+			return 1;
+		case STMT_CLAIM_CHECKS:
+			types[0] = INT4OID;
+			types[1] = INT8OID;
+			return 2;
+		case STMT_SET_SUBMITTED:
+			types[0] = INT8OID;
+			types[1] = INT8OID;
+			types[2] = JSONBOID;
+			types[3] = TEXTOID;
+			return 4;
+		case STMT_SET_PENDING:
+			types[0] = INT8OID;
+			types[1] = TEXTOID;
+			types[2] = INT8OID;
+			types[3] = TEXTOID;
+			types[4] = BOOLOID;
+			return 5;
+		case STMT_SET_FINAL:
+			types[0] = INT8OID;
+			types[1] = TEXTOID;
+			types[2] = TEXTOID;
+			return 3;
+		case STMT_JOB_ADOPTED:
+			types[0] = INT8OID;
+			return 1;
+		case STMT_DELETE_FINISHED:
+			types[0] = INT4OID;
+			types[1] = INT4OID;
+			return 2;
+		default:
+			return 0;
+	}
+}
+
+/*
+ * get_plan
+ *		The kept plan of a statement, prepared at first use.
+ *
+ * Plans are dropped and prepared again if the queue table is not the one
+ * they were made for (the extension was dropped and created again).
+ * Must be called between SPI_connect and SPI_finish.
+ */
+static SPIPlanPtr
+get_plan(QueueStatement which)
+{
+	Oid			relid = queue_relid(false);
+
+	if (relid != plans_relid)
+	{
+		for (int i = 0; i < NUM_STATEMENTS; i++)
+		{
+			if (plans[i] != NULL)
+				SPI_freeplan(plans[i]);
+			plans[i] = NULL;
+		}
+		plans_relid = relid;
+	}
+
+	if (plans[which] == NULL)
+	{
+		Oid			argtypes[8];
+		int			nargs = statement_argtypes(which, argtypes);
+		char	   *table;
+		char	   *sql;
+		SPIPlanPtr	plan;
+
+		table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										   get_rel_name(relid));
+		sql = statement_text(which, table);
+		plan = SPI_prepare(sql, nargs, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "could not prepare queue statement: %s",
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		plans[which] = plan;
+		pfree(sql);
+	}
+	return plans[which];
+}
+
+/*
+ * execute_plan
+ *		Run a statement; for an UPDATE of one row, insist it found it.
+ */
+static void
+execute_plan(QueueStatement which, Datum *values, const char *nulls,
+			 int expected)
+{
+	int			rc;
+
+	rc = SPI_execute_plan(get_plan(which), values, nulls, false, 0);
+	if (rc < 0)
+		elog(ERROR, "queue statement %d failed: %s", (int) which,
+			 SPI_result_code_string(rc));
+	if (expected >= 0 && SPI_processed != (uint64) expected)
+		elog(DEBUG1, "queue statement %d touched " UINT64_FORMAT
+			 " rows, not %d", (int) which, SPI_processed, expected);
+}
+
+/*
+ * xplenty_queue_insert
+ *		Insert a checked request and return its ID; with a deduplication
+ *		key, return the ID of the pending request that has it, if any.
+ *
+ * Runs as the table's owner (see the file header) and records who asked.
+ * The worker is woken when the transaction commits.
+ */
+int64
+xplenty_queue_insert(const XplentyJobRequest *request, const char *dedup_key)
+{
+	Oid			caller = GetUserId();
+	Oid			save_userid;
+	int			save_sec_context;
+	Datum		values[6];
+	char		nulls[6];
+	int64		id = 0;
+	bool		found = false;
+	bool		isnull;
+
+	values[0] = Int32GetDatum(request->cluster_id);
+	values[1] = Int32GetDatum(request->package_id);
+	values[2] = PointerGetDatum(request->variables);
+	values[3] = PointerGetDatum(request->dynamic_variables);
+	values[4] = dedup_key ? CStringGetTextDatum(dedup_key) : (Datum) 0;
+	values[5] = DirectFunctionCall1(namein,
+									CStringGetDatum(GetUserNameFromId(caller,
+																	  false)));
+	memset(nulls, ' ', sizeof(nulls));
+	if (request->variables == NULL)
+		nulls[2] = 'n';
+	if (request->dynamic_variables == NULL)
+		nulls[3] = 'n';
+	if (dedup_key == NULL)
+		nulls[4] = 'n';
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(queue_owner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+
+	execute_plan(STMT_INSERT, values, nulls, -1);
+	if (SPI_processed == 1)
+	{
+		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1, &isnull));
+		found = true;
+	}
+	else
+	{
+		execute_plan(STMT_FIND_PENDING_KEY, &values[4], &nulls[4], -1);
+		if (SPI_processed == 1)
+		{
+			id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1,
+											 &isnull));
+			found = true;
+		}
+	}
+
+	SetUserIdAndSecContext(save_userid, save_sec_context);
+	SPI_finish();
+
+	/* The pending row was committed after our snapshot was taken. */
+	if (!found)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not queue the request: a request with "
+						"deduplication key \"%s\" was queued concurrently",
+						dedup_key),
+				 errhint("Retry the transaction.")));
+
+	xplenty_wake_worker_at_commit();
+	return id;
+}
+
+/*
+ * read_claimed
+ *		Turn the rows a claim returned into XplentyQueuedRequests, each in
+ *		a memory context of its own under parent; the list itself is made
+ *		in the caller's context.
+ *
+ * A request's context outlives the claiming transaction and holds all
+ * that is made for it until its answer is recorded; deleting it then is
+ * what keeps the worker's memory flat however many requests go through.
+ */
+static List *
+read_claimed(MemoryContext parent)
+{
+	List	   *result = NIL;
+	TupleDesc	desc = SPI_tuptable->tupdesc;
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		MemoryContext context = AllocSetContextCreate(parent,
+													  "xplenty request",
+													  ALLOCSET_SMALL_SIZES);
+		MemoryContext oldcontext = MemoryContextSwitchTo(context);
+		XplentyQueuedRequest *q = palloc0(sizeof(XplentyQueuedRequest));
+		bool		isnull;
+		Datum		d;
+
+		q->context = context;
+		q->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		q->request.cluster_id = DatumGetInt32(SPI_getbinval(tuple, desc, 2,
+															&isnull));
+		q->request.package_id = DatumGetInt32(SPI_getbinval(tuple, desc, 3,
+															&isnull));
+		d = SPI_getbinval(tuple, desc, 4, &isnull);
+		q->request.variables = isnull ? NULL : DatumGetJsonbPCopy(d);
+		d = SPI_getbinval(tuple, desc, 5, &isnull);
+		q->request.dynamic_variables = isnull ? NULL : DatumGetJsonbPCopy(d);
+		q->attempts = DatumGetInt32(SPI_getbinval(tuple, desc, 6, &isnull));
+		q->checks = DatumGetInt32(SPI_getbinval(tuple, desc, 7, &isnull));
+		d = SPI_getbinval(tuple, desc, 8, &isnull);
+		q->first_sent_at = isnull ? 0 : DatumGetTimestampTz(d);
+		MemoryContextSwitchTo(oldcontext);
+		result = lappend(result, q);
+	}
+	return result;
+}
+
+/*
+ * xplenty_queue_recover
+ *		Mark 'checking' every request a previous worker left 'submitting'.
+ *
+ * Such a request may or may not have reached the API before that worker
+ * died, so it is not simply sent again; see job_check.c.
+ */
+int
+xplenty_queue_recover(void)
+{
+	execute_plan(STMT_RECOVER, NULL, NULL, -1);
+	return (int) SPI_processed;
+}
+
+/*
+ * xplenty_queue_claim
+ *		Take up to limit due requests in the given status ('queued' to send,
+ *		'checking' to check) and return them, in the caller's context.
+ *
+ * Requests to send become 'submitting', which the caller must commit before
+ * it sends any of them.  Each request is in a context of its own under
+ * parent; see read_claimed.  Requests to check keep their status but are not
+ * due again for hold_ms, the time the check may take.
+ */
+List *
+xplenty_queue_claim(const char *status, int limit, long hold_ms,
+					MemoryContext parent)
+{
+	Datum		values[2];
+
+	values[0] = Int32GetDatum(limit);
+	values[1] = Int64GetDatum(hold_ms);
+	if (strcmp(status, "queued") == 0)
+		execute_plan(STMT_CLAIM_SENDS, values, NULL, -1);
+	else
+		execute_plan(STMT_CLAIM_CHECKS, values, NULL, -1);
+	return read_claimed(parent);
+}
+
+/*
+ * xplenty_queue_set_submitted
+ *		The API created the job: record it.
+ */
+void
+xplenty_queue_set_submitted(int64 id, int64 job_id, Jsonb *job,
+							const char *note)
+{
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(id);
+	values[1] = Int64GetDatum(job_id);
+	values[2] = PointerGetDatum(job);
+	values[3] = note ? CStringGetTextDatum(note) : (Datum) 0;
+	if (note == NULL)
+		nulls[3] = 'n';
+	execute_plan(STMT_SET_SUBMITTED, values, nulls, 1);
+}
+
+/*
+ * xplenty_queue_set_pending
+ *		Put a request back to wait: 'queued' to be sent again, or
+ *		'checking' to be checked, after delay_ms.  A NULL error keeps the
+ *		one the row has.
+ */
+void
+xplenty_queue_set_pending(int64 id, const char *status, long delay_ms,
+						  const char *error, bool resent_after_check)
+{
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(id);
+	values[1] = CStringGetTextDatum(status);
+	values[2] = Int64GetDatum(delay_ms);
+	values[3] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	values[4] = BoolGetDatum(resent_after_check);
+	if (error == NULL)
+		nulls[3] = 'n';
+	execute_plan(STMT_SET_PENDING, values, nulls, 1);
+}
+
+/*
+ * xplenty_queue_set_final
+ *		Give a request up: 'failed', or 'unknown' when nobody can tell
+ *		whether its job was created.
+ */
+void
+xplenty_queue_set_final(int64 id, const char *status, const char *error)
+{
+	Datum		values[3];
+
+	values[0] = Int64GetDatum(id);
+	values[1] = CStringGetTextDatum(status);
+	values[2] = CStringGetTextDatum(error);
+	execute_plan(STMT_SET_FINAL, values, NULL, 1);
+}
+
+/*
+ * xplenty_queue_job_adopted
+ *		Does some request already own this job?
+ */
+bool
+xplenty_queue_job_adopted(int64 job_id)
+{
+	Datum		value = Int64GetDatum(job_id);
+
+	execute_plan(STMT_JOB_ADOPTED, &value, NULL, -1);
+	return SPI_processed > 0;
+}
+
+/*
+ * xplenty_queue_ms_until_due
+ *		Milliseconds until the next request to send or check is due: 0 if
+ *		one is due now, -1 if there is none.
+ */
+long
+xplenty_queue_ms_until_due(void)
+{
+	bool		isnull;
+	int64		ms;
+
+	execute_plan(STMT_MS_UNTIL_DUE, NULL, NULL, -1);
+	if (SPI_processed == 0)
+		return -1;
+	ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									 SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		return -1;
+	return (long) Max(ms, 0);
+}
+
+/*
+ * xplenty_queue_delete_finished
+ *		Delete up to limit requests that finished retention_s ago or more.
+ */
+int64
+xplenty_queue_delete_finished(int retention_s, int limit)
+{
+	Datum		values[2];
+
+	values[0] = Int32GetDatum(retention_s);
+	values[1] = Int32GetDatum(limit);
+	execute_plan(STMT_DELETE_FINISHED, values, NULL, -1);
+	return (int64) SPI_processed;
+}
