@@ -69,8 +69,10 @@ CREATE INDEX xplenty_queue_due_idx
 	ON @extschema@.xplenty_queue (next_attempt_at, id)
 	WHERE status IN ('queued', 'checking');
 
--- A job is adopted by at most one request.
-CREATE UNIQUE INDEX xplenty_queue_job_id_idx
+-- For finding a request by its job; the worker also looks here before it
+-- adopts a job found by a check, so that no job is adopted twice.  (Not a
+-- unique index: a job ID the API repeats must not stop the worker.)
+CREATE INDEX xplenty_queue_job_id_idx
 	ON @extschema@.xplenty_queue (job_id);
 
 -- At most one pending request per deduplication key.

@@ -90,6 +90,7 @@ xplenty_run_job_answer(const XplentyHttpRequest *req,
 				 errmsg("Xplenty API created a job for package %d but its "
 						"answer cannot be read",
 						request->package_id),
+				 req->answer_len == 0 ? errdetail("%s", problem) :
 				 errdetail("%s The answer begins: %s", problem,
 						   xplenty_answer_snippet(req->answer,
 												  req->answer_len)),

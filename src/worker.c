@@ -99,11 +99,12 @@ static long run_round(bool accept_work);
 static void record_answer(InFlight *inflight);
 static void record_send(InFlight *inflight);
 static void record_check(InFlight *inflight);
+static void send_after_commit(InFlight *inflight);
 static void start_requests(void);
 static void finish_in_flight(InFlight *inflight);
 static char *failure_text(const XplentyFailure *failure);
 static void note_rate_limit(const XplentyHttpRequest *http,
-							const XplentyFailure *failure);
+							const XplentyFailure *failure, int attempts);
 
 /*
  * xplenty_register_worker
@@ -365,7 +366,7 @@ run_round(bool accept_work)
 			xplenty_prepare_run_job(&inflight->http, &q->request);
 			inflight->http.owner = inflight;
 			MemoryContextSwitchTo(oldcontext);
-			to_start = lappend(to_start, inflight);
+			send_after_commit(inflight);
 		}
 		room -= list_length(claimed);
 
@@ -387,7 +388,7 @@ run_round(bool accept_work)
 				xplenty_prepare_job_check(&inflight->http, q, 0);
 				inflight->http.owner = inflight;
 				MemoryContextSwitchTo(oldcontext);
-				to_start = lappend(to_start, inflight);
+				send_after_commit(inflight);
 			}
 			room -= list_length(claimed);
 		}
@@ -428,6 +429,19 @@ run_round(bool accept_work)
 	if (timeout == 0)
 		timeout = xplenty_http_in_flight(client) > 0 ? IDLE_SLEEP_MS : 0;
 	return timeout;
+}
+
+/*
+ * send_after_commit
+ *		Have a request sent once the current round's transaction commits.
+ */
+static void
+send_after_commit(InFlight *inflight)
+{
+	MemoryContext oldcontext = MemoryContextSwitchTo(requests_context);
+
+	to_start = lappend(to_start, inflight);
+	MemoryContextSwitchTo(oldcontext);
 }
 
 /*
@@ -486,16 +500,18 @@ failure_text(const XplentyFailure *failure)
  *		Pause all sending when the API says its credits are out or low.
  *
  * The API blacklists clients that keep calling once over the limit, so a
- * 429 stops every request, not just the one that got it.
+ * 429 stops every request, not just the one that got it: for as long as
+ * its Retry-After says, or else for the request's backoff delay.
  */
 static void
-note_rate_limit(const XplentyHttpRequest *http, const XplentyFailure *failure)
+note_rate_limit(const XplentyHttpRequest *http, const XplentyFailure *failure,
+				int attempts)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	long		pause_ms = 0;
 
 	if (failure != NULL && failure->status == 429)
-		pause_ms = Max(http->retry_after * 1000, LOW_CREDIT_PAUSE_MS);
+		pause_ms = xplenty_retry_delay_ms(attempts, http->retry_after);
 	else if (http->ratelimit_remaining >= 0 &&
 			 http->ratelimit_remaining <= xplenty_rate_limit_reserve)
 		pause_ms = LOW_CREDIT_PAUSE_MS;
@@ -508,9 +524,8 @@ note_rate_limit(const XplentyHttpRequest *http, const XplentyFailure *failure)
 		{
 			if (paused_until <= now)
 				ereport(LOG,
-						(errmsg("xplenty worker pauses for %ld s: the API's "
-								"rate limit is reached or close",
-								pause_ms / 1000),
+						(errmsg("xplenty worker pauses for %ld ms: the API's "
+								"rate limit is reached or close", pause_ms),
 						 errdetail("X-RateLimit-Remaining is %ld; "
 								   "xplenty.rate_limit_reserve is %d.",
 								   http->ratelimit_remaining,
@@ -554,7 +569,7 @@ record_send(InFlight *inflight)
 		char	   *problem;
 		Jsonb	   *job;
 
-		note_rate_limit(http, NULL);
+		note_rate_limit(http, NULL, q->attempts);
 		job = xplenty_parse_job(http->answer, http->answer_len, &job_id,
 								&problem);
 		if (job != NULL)
@@ -571,7 +586,7 @@ record_send(InFlight *inflight)
 	{
 		char	   *text = failure_text(&failure);
 
-		note_rate_limit(http, &failure);
+		note_rate_limit(http, &failure, q->attempts);
 		switch (failure.retry)
 		{
 			case XPLENTY_RETRY_NEVER:
@@ -633,7 +648,8 @@ record_check(InFlight *inflight)
 
 	result = xplenty_job_check_answer(http, q, inflight->page, &matches,
 									  &more_pages, &failure);
-	note_rate_limit(http, result == XPLENTY_CHECK_FAILED ? &failure : NULL);
+	note_rate_limit(http, result == XPLENTY_CHECK_FAILED ? &failure : NULL,
+					q->checks);
 
 	if (result == XPLENTY_CHECK_MATCHES)
 	{
@@ -675,8 +691,8 @@ record_check(InFlight *inflight)
 				xplenty_prepare_job_check(&inflight->http, q,
 										  inflight->page);
 				inflight->http.owner = inflight;
-				to_start = lappend(to_start, inflight);
 				MemoryContextSwitchTo(oldcontext);
+				send_after_commit(inflight);
 				return;
 			}
 		case XPLENTY_CHECK_NONE:

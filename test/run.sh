@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# test/run.sh - the whole test suite, on a fresh Debian 12 machine.
+#
+# Run as root (it installs Debian packages and the extension):
+#     test/run.sh
+# It builds the extension, then runs
+#   1. the pg_regress suite (sql/, expected/) against a throwaway cluster
+#      and a mock Xplenty API on 127.0.0.1:58080, and
+#   2. the TAP tests (test/t/*.pl), each of which starts its own clusters
+#      (PostgreSQL::Test::Cluster) and its own mock API,
+# and ends with a line "N passed, N failed"; the exit status is non-zero
+# if anything failed.  Set KEEP=1 to keep the scratch directories.
+
+set -u
+. "$(dirname "$0")/lib.sh"
+
+REGRESS_PORT=58432
+MOCK_PORT=58080
+REGRESS_DB=contrib_regression
+
+install_packages || exit 1
+build_and_install || exit 1
+
+work=$(make_workdir test)
+cleanup() {
+	stop_cluster "$work/regress"
+	stop_mock "$work/regress"
+	[ "${KEEP:-}" = 1 ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+passed=0
+failed=0
+
+# --- pg_regress --------------------------------------------------------
+say "pg_regress suite"
+mkdir -p "$work/regress" && chown "$RUN_USER" "$work/regress" 2>/dev/null
+start_mock "$work/regress" "$MOCK_PORT" || exit 1
+start_cluster "$work/regress" "$REGRESS_PORT" "$REGRESS_DB" "$MOCK_PORT" ||
+	exit 1
+
+tests=$(sed -n 's/^REGRESS = //p' "$TOP/Makefile")
+pgxs=$(dirname "$(pg_config --pgxs)")
+(cd "$TOP" && as_pg env XPLENTY_MOCK_PORT="$MOCK_PORT" \
+	"$pgxs/../test/regress/pg_regress" \
+	--inputdir="$TOP" --outputdir="$work/regress" \
+	--host="$work/regress" --port="$REGRESS_PORT" --user=postgres \
+	--dbname="$REGRESS_DB" --use-existing $tests) | tee "$work/regress.out"
+regress_ok=$(grep -cE '^(test| ) .* \.\.\. ok' "$work/regress.out")
+regress_bad=$(grep -cE '\.\.\. FAILED' "$work/regress.out")
+passed=$((passed + regress_ok))
+failed=$((failed + regress_bad))
+if [ "$regress_bad" -gt 0 ] && [ -f "$work/regress/regression.diffs" ]; then
+	head -200 "$work/regress/regression.diffs"
+fi
+stop_cluster "$work/regress"
+stop_mock "$work/regress"
+
+# --- TAP ---------------------------------------------------------------
+say "TAP tests"
+mkdir -p "$work/tap" && chown "$RUN_USER" "$work/tap" 2>/dev/null
+for t in "$TOP"/test/t/*.pl; do
+	[ -e "$t" ] || continue
+	name=$(basename "$t" .pl)
+	mkdir -p "$work/tap/$name"
+	chown "$RUN_USER" "$work/tap/$name" 2>/dev/null
+	(cd "$work/tap/$name" && as_pg env TESTDIR="$work/tap/$name" \
+		PERL5LIB="$pgxs/../test/perl:$TOP/test/t" \
+		XPLENTY_TOP="$TOP" PG_REGRESS=/bin/false \
+		prove -v "$t") >"$work/tap/$name.out" 2>&1
+	ok=$(grep -cE '^ok [0-9]+' "$work/tap/$name.out")
+	bad=$(grep -cE '^not ok [0-9]+' "$work/tap/$name.out")
+	if ! grep -q '^Result: PASS' "$work/tap/$name.out"; then
+		# A script that died part way has failed, whatever it counted.
+		[ "$bad" -eq 0 ] && bad=1
+		cat "$work/tap/$name.out"
+		for log in "$work/tap/$name"/tmp_check/log/*.log; do
+			[ -f "$log" ] && { echo "--- $log"; tail -40 "$log"; }
+		done
+	fi
+	echo "$name: $ok passed, $bad failed"
+	passed=$((passed + ok))
+	failed=$((failed + bad))
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
