@@ -59,13 +59,18 @@ make_workdir() {
 	echo "$dir"
 }
 
-# start_mock DIR PORT: start the mock API, wait until it answers.
+# start_mock DIR PORT: start the mock API, wait until it answers.  It
+# runs as the calling user: it only listens on 127.0.0.1.
 start_mock() {
 	local dir=$1 port=$2
-	as_pg python3 "$TOP/test/mock/mock_xplenty.py" --port "$port" \
+	python3 "$TOP/test/mock/mock_xplenty.py" --port "$port" \
 		--port-file "$dir/mock.port" >"$dir/mock.log" 2>&1 &
 	echo $! >"$dir/mock.pid"
-	python3 "$TOP/test/mock/mockctl" --port "$port" wait-ready --timeout 10
+	python3 "$TOP/test/mock/mockctl" --port "$port" wait-ready --timeout 10 &&
+		kill -0 "$(cat "$dir/mock.pid")" 2>/dev/null && return 0
+	echo "the mock API could not start on port $port:" >&2
+	cat "$dir/mock.log" >&2
+	return 1
 }
 
 # stop_mock DIR
@@ -95,6 +100,17 @@ start_cluster() {
 	EOF
 	as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
 	as_pg createdb -h "$dir" -p "$port" -U postgres "$db"
+	# The worker could not connect before the database existed; it is
+	# restarted within 5 seconds.  Wait for it.
+	local i
+	for i in $(seq 1 100); do
+		[ "$(as_pg psql -X -At -h "$dir" -p "$port" -U postgres -d "$db" \
+			-c "SELECT count(*) FROM pg_stat_activity
+				WHERE backend_type = 'xplenty worker'")" = 1 ] && return 0
+		sleep 0.1
+	done
+	echo "the xplenty worker did not start; see $dir/server.log" >&2
+	return 1
 }
 
 # stop_cluster DIR
