@@ -13,6 +13,8 @@ OBJS = \
 	src/http_client.o \
 	src/job_check.o \
 	src/job_request.o \
+	src/jobs.o \
+	src/poll.o \
 	src/queue.o \
 	src/retry.o \
 	src/run_job.o \

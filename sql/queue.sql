@@ -212,7 +212,7 @@ SET ROLE xplenty_test_user;
 SELECT xplenty_enqueue_job(52, 434);
 SELECT count(*) FROM xplenty_queue;
 RESET ROLE;
-GRANT EXECUTE ON FUNCTION xplenty_enqueue_job(int, int, jsonb, jsonb, text)
+GRANT EXECUTE ON FUNCTION xplenty_enqueue_job(int, int, jsonb, jsonb, text, bigint)
 	TO xplenty_test_user;
 GRANT SELECT ON xplenty_queue TO xplenty_test_user;
 SET ROLE xplenty_test_user;
@@ -223,7 +223,7 @@ INSERT INTO xplenty_queue (cluster_id, package_id, enqueued_by)
 	VALUES (52, 434, 'someone');
 RESET ROLE;
 REVOKE ALL ON xplenty_queue FROM xplenty_test_user;
-REVOKE ALL ON FUNCTION xplenty_enqueue_job(int, int, jsonb, jsonb, text)
+REVOKE ALL ON FUNCTION xplenty_enqueue_job(int, int, jsonb, jsonb, text, bigint)
 	FROM xplenty_test_user;
 DROP ROLE xplenty_test_user;
 

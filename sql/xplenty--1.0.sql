@@ -35,6 +35,11 @@ REVOKE ALL ON FUNCTION @extschema@.xplenty_run_job(int, int, jsonb, jsonb)
  *   failed      given up: an error that would recur, or attempts used up
  *   unknown     the API could not be asked whether the job was created;
  *               nothing more will be sent until someone looks
+ *   waiting     waits for the job of the request named by depends_on to
+ *               complete before it is queued
+ *
+ * Once a request is submitted, the worker follows its job until the job
+ * ends, and keeps what the API says of it in the job_* columns.
  */
 CREATE TABLE @extschema@.xplenty_queue (
 	id bigserial PRIMARY KEY,
@@ -45,8 +50,10 @@ CREATE TABLE @extschema@.xplenty_queue (
 		CHECK (jsonb_typeof(dynamic_variables) = 'object'),
 	dedup_key text,
 	status text NOT NULL DEFAULT 'queued'
-		CHECK (status IN ('queued', 'submitting', 'checking', 'submitted',
-						  'failed', 'unknown')),
+		CHECK (status IN ('waiting', 'queued', 'submitting', 'checking',
+						  'submitted', 'failed', 'unknown')),
+	depends_on bigint
+		REFERENCES @extschema@.xplenty_queue (id) ON DELETE SET NULL,
 	attempts int NOT NULL DEFAULT 0,
 	next_attempt_at timestamptz NOT NULL DEFAULT now(),
 	first_sent_at timestamptz,
@@ -54,6 +61,14 @@ CREATE TABLE @extschema@.xplenty_queue (
 	last_error text,
 	job_id bigint,
 	job jsonb,
+	submitted_at timestamptz,
+	job_status text,
+	job_progress double precision,
+	job_errors text,
+	job_finished_at timestamptz,
+	next_poll_at timestamptz,
+	polls int NOT NULL DEFAULT 0,
+	last_poll_error text,
 	checks int NOT NULL DEFAULT 0,
 	enqueued_by name NOT NULL,
 	created_at timestamptz NOT NULL DEFAULT now(),
@@ -78,12 +93,22 @@ CREATE INDEX xplenty_queue_job_id_idx
 -- At most one pending request per deduplication key.
 CREATE UNIQUE INDEX xplenty_queue_dedup_key_idx
 	ON @extschema@.xplenty_queue (dedup_key)
-	WHERE status IN ('queued', 'submitting', 'checking');
+	WHERE status IN ('waiting', 'queued', 'submitting', 'checking');
+
+-- Jobs the worker follows, by when they are next due to be asked about.
+CREATE INDEX xplenty_queue_poll_idx
+	ON @extschema@.xplenty_queue (next_poll_at)
+	WHERE status = 'submitted' AND job_finished_at IS NULL;
+
+-- Requests waiting for another's job.
+CREATE INDEX xplenty_queue_depends_on_idx
+	ON @extschema@.xplenty_queue (depends_on)
+	WHERE status = 'waiting';
 
 -- For the clean-up of old finished requests.
 CREATE INDEX xplenty_queue_finished_idx
 	ON @extschema@.xplenty_queue (updated_at)
-	WHERE status IN ('submitted', 'failed');
+	WHERE status = 'failed' OR job_finished_at IS NOT NULL;
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.xplenty_queue', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.xplenty_queue_id_seq',
@@ -97,17 +122,18 @@ CREATE FUNCTION @extschema@.xplenty_enqueue_job(
 	package int,
 	variables jsonb DEFAULT NULL,
 	dynamic_variables jsonb DEFAULT NULL,
-	dedup_key text DEFAULT NULL)
+	dedup_key text DEFAULT NULL,
+	depends_on bigint DEFAULT NULL)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'xplenty_enqueue_job'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION
-	@extschema@.xplenty_enqueue_job(int, int, jsonb, jsonb, text) IS
-'queue a request to run an Xplenty package, sent once the transaction commits';
+	@extschema@.xplenty_enqueue_job(int, int, jsonb, jsonb, text, bigint) IS
+'queue a request to run an Xplenty package, sent once the transaction commits (and, with depends_on, once that request''s job has completed)';
 
 REVOKE ALL ON FUNCTION
-	@extschema@.xplenty_enqueue_job(int, int, jsonb, jsonb, text)
+	@extschema@.xplenty_enqueue_job(int, int, jsonb, jsonb, text, bigint)
 	FROM PUBLIC;
 
 CREATE FUNCTION @extschema@.xplenty_enqueue_job_trigger()
@@ -120,3 +146,118 @@ COMMENT ON FUNCTION @extschema@.xplenty_enqueue_job_trigger() IS
 
 REVOKE ALL ON FUNCTION @extschema@.xplenty_enqueue_job_trigger()
 	FROM PUBLIC;
+
+/*
+ * Following jobs: what the API says of them now.
+ */
+CREATE FUNCTION @extschema@.xplenty_job(job_id bigint)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'xplenty_job'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.xplenty_job(bigint) IS
+'the Xplenty job as the API has it now';
+
+CREATE FUNCTION @extschema@.xplenty_stop_job(job_id bigint)
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'xplenty_stop_job'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.xplenty_stop_job(bigint) IS
+'terminate an Xplenty job; the API answers with the job, pending_stoppage';
+
+CREATE FUNCTION @extschema@.xplenty_job_log(job_id bigint)
+RETURNS text
+AS 'MODULE_PATHNAME', 'xplenty_job_log'
+LANGUAGE C VOLATILE STRICT PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.xplenty_job_log(bigint) IS
+'the log of an Xplenty job';
+
+CREATE FUNCTION @extschema@.xplenty_jobs(
+	status text DEFAULT 'all',
+	package int DEFAULT NULL,
+	since timestamptz DEFAULT NULL,
+	max_jobs int DEFAULT 100,
+	sort text DEFAULT 'created',
+	direction text DEFAULT 'desc')
+RETURNS TABLE (
+	id bigint,
+	status text,
+	package_id int,
+	cluster_id int,
+	progress double precision,
+	created_at timestamptz,
+	started_at timestamptz,
+	updated_at timestamptz,
+	completed_at timestamptz,
+	failed_at timestamptz,
+	errors text,
+	job jsonb)
+AS 'MODULE_PATHNAME', 'xplenty_jobs'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION
+	@extschema@.xplenty_jobs(text, int, timestamptz, int, text, text) IS
+'the account''s Xplenty jobs, read page by page up to max_jobs';
+
+REVOKE ALL ON FUNCTION @extschema@.xplenty_job(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.xplenty_stop_job(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.xplenty_job_log(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+	@extschema@.xplenty_jobs(text, int, timestamptz, int, text, text)
+	FROM PUBLIC;
+
+/*
+ * Waiting, in a script or a test, for a queued request's job to end.
+ *
+ * Each look at the row is its own statement, and so sees what the worker
+ * has committed since; between looks the session sleeps, holding no lock
+ * the worker needs, and answers to a cancel.
+ */
+CREATE FUNCTION @extschema@.xplenty_wait(
+	queue_id bigint,
+	timeout interval DEFAULT '1 hour')
+RETURNS @extschema@.xplenty_queue
+LANGUAGE plpgsql VOLATILE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	request @extschema@.xplenty_queue;
+	deadline timestamptz := clock_timestamp() + timeout;
+BEGIN
+	IF current_setting('transaction_isolation') <> 'read committed' THEN
+		RAISE EXCEPTION 'xplenty_wait cannot wait in a % transaction',
+			upper(current_setting('transaction_isolation'))
+			USING ERRCODE = 'active_sql_transaction',
+				  DETAIL = 'Its snapshot would never show the worker''s progress.',
+				  HINT = 'Call it in a READ COMMITTED transaction.';
+	END IF;
+	LOOP
+		SELECT * INTO request FROM @extschema@.xplenty_queue q
+		WHERE q.id = queue_id;
+		IF NOT FOUND THEN
+			RAISE EXCEPTION 'queued request % does not exist', queue_id
+				USING ERRCODE = 'undefined_object';
+		END IF;
+		EXIT WHEN request.status IN ('failed', 'unknown')
+			OR request.job_finished_at IS NOT NULL;
+		IF clock_timestamp() >= deadline THEN
+			RAISE EXCEPTION 'timed out waiting for queued request %', queue_id
+				USING ERRCODE = 'query_canceled',
+					  DETAIL = format('After %s the request is %s%s.', timeout,
+									  request.status,
+									  CASE WHEN request.job_status IS NOT NULL
+										   THEN ', its job ' || request.job_status
+										   ELSE '' END),
+					  HINT = 'Give a longer timeout, or look again later.';
+		END IF;
+		PERFORM pg_sleep(least(0.1, extract(epoch FROM deadline - clock_timestamp())));
+	END LOOP;
+	RETURN request;
+END $$;
+
+COMMENT ON FUNCTION @extschema@.xplenty_wait(bigint, interval) IS
+'wait until a queued request''s job has ended (or the request failed), and return its row';
+
+REVOKE ALL ON FUNCTION @extschema@.xplenty_wait(bigint, interval) FROM PUBLIC;

@@ -19,6 +19,7 @@
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -282,4 +283,54 @@ xplenty_answer_message(const char *answer, size_t len)
 		appendStringInfoString(&buf, "...");
 	}
 	return buf.data;
+}
+
+/*
+ * xplenty_format_api_time
+ *		A timestamp as the API writes times: 2012-12-30T14:21:29Z.
+ */
+char *
+xplenty_format_api_time(TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		elog(ERROR, "timestamp out of range");
+	return psprintf("%04d-%02d-%02dT%02d:%02d:%02dZ",
+					tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/*
+ * xplenty_parse_api_time
+ *		Read a time the API wrote (UTC, "Z" or "+00:00", with or without a
+ *		fraction of a second); false if it is in no such form.
+ */
+bool
+xplenty_parse_api_time(const char *text, TimestampTz *result)
+{
+	struct pg_tm tm;
+	int			consumed = 0;
+	const char *rest;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
+			   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec,
+			   &consumed) != 6 || consumed != 19)
+		return false;
+	rest = text + consumed;
+	if (*rest == '.')
+	{
+		rest++;
+		while (*rest >= '0' && *rest <= '9')
+			rest++;
+	}
+	if (strcmp(rest, "Z") != 0 && strcmp(rest, "+00:00") != 0)
+		return false;
+	if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+		tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
+		tm.tm_sec > 60)
+		return false;
+	return tm2timestamp(&tm, 0, NULL, result) == 0;
 }

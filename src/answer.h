@@ -10,6 +10,7 @@
 #ifndef XPLENTY_ANSWER_H
 #define XPLENTY_ANSWER_H
 
+#include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
 extern Jsonb *xplenty_parse_answer(const char *answer, size_t len,
@@ -21,5 +22,7 @@ extern Jsonb *xplenty_parse_job(const char *answer, size_t len,
 extern bool xplenty_jsonb_get_int64(Jsonb *object, const char *key,
 									int64 *value);
 extern char *xplenty_jsonb_get_text(Jsonb *object, const char *key);
+extern char *xplenty_format_api_time(TimestampTz ts);
+extern bool xplenty_parse_api_time(const char *text, TimestampTz *result);
 
 #endif							/* XPLENTY_ANSWER_H */

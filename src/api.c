@@ -101,6 +101,56 @@ xplenty_run_job_answer(const XplentyHttpRequest *req,
 }
 
 /*
+ * xplenty_api_call
+ *		Make one request on the session's client and wait for its answer;
+ *		return its body as jsonb, or raise the ERROR its failure calls for.
+ *
+ * For the calls that are safe to repeat (GET, DELETE of a job): libcurl
+ * may send them again on a fresh connection when a reused one dies.
+ */
+Jsonb *
+xplenty_api_call(XplentyHttpMethod method, const char *path,
+				 long expected_status, const char *message)
+{
+	XplentyHttpRequest req;
+	XplentyFailure failure;
+	char	   *api_key;
+	char	   *problem;
+	Jsonb	   *answer;
+
+	memset(&req, 0, sizeof(req));
+	req.method = method;
+	req.url = xplenty_api_endpoint(path);
+	req.single_attempt = false;
+
+	api_key = xplenty_get_api_key();
+	PG_TRY();
+	{
+		xplenty_http_perform(&req, api_key);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(api_key, strlen(api_key));
+	}
+	PG_END_TRY();
+	pfree(api_key);
+
+	if (xplenty_describe_failure(&req, expected_status, message, &failure))
+		xplenty_report_failure(&failure);
+
+	answer = xplenty_parse_answer(req.answer, req.answer_len, &problem);
+	if (answer == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("%s", message),
+				 req.answer_len == 0 ? errdetail("%s", problem) :
+				 errdetail("%s The answer begins: %s", problem,
+						   xplenty_answer_snippet(req.answer,
+												  req.answer_len))));
+	return answer;
+}
+
+/*
  * xplenty_run_job_now
  *		Run a job and wait for the API's answer; return the job.
  */

@@ -21,5 +21,7 @@ extern Jsonb *xplenty_run_job_answer(const XplentyHttpRequest *req,
 									 const XplentyJobRequest *request,
 									 int64 *job_id);
 extern Jsonb *xplenty_run_job_now(const XplentyJobRequest *request);
+extern Jsonb *xplenty_api_call(XplentyHttpMethod method, const char *path,
+							   long expected_status, const char *message);
 
 #endif							/* XPLENTY_API_H */

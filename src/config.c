@@ -22,6 +22,7 @@
 #include "utils/guc.h"
 
 #include "config.h"
+#include "poll.h"
 #include "retry.h"
 
 /* The longest API key we accept; real ones are 40 characters or so. */
@@ -201,6 +202,34 @@ define_worker_settings(void)
 							&xplenty_queue_retention_s,
 							7 * 24 * 3600, -1, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("xplenty.poll_min_interval",
+							"Shortest time between two polls of a job the "
+							"worker follows.",
+							"A job is polled every tenth of its age, between "
+							"the two intervals.",
+							&xplenty_poll_min_interval_ms,
+							10000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("xplenty.poll_max_interval",
+							"Longest time between two polls of a job the "
+							"worker follows.",
+							NULL,
+							&xplenty_poll_max_interval_ms,
+							600000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("xplenty.poll_budget",
+							"Most API credits an hour the worker spends on "
+							"following jobs.",
+							"0 stops following jobs.",
+							&xplenty_poll_budget,
+							1000, 0, 1000000,
+							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("xplenty.rate_limit_reserve",

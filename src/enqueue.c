@@ -39,24 +39,36 @@ typedef struct TriggerRequest
 /*
  * xplenty_enqueue_job
  *		xplenty_enqueue_job(cluster, package, variables, dynamic_variables,
- *		dedup_key): queue a request and return its queue ID.
+ *		dedup_key, depends_on): queue a request and return its queue ID.
  *
  * With a deduplication key, a request that has the same key and is still
  * to be sent is returned instead of a new one: a schedule or a trigger
- * that fires twice starts one run.
+ * that fires twice starts one run.  With depends_on, the request is sent
+ * only once the job of that request has completed.
  */
 Datum
 xplenty_enqueue_job(PG_FUNCTION_ARGS)
 {
 	XplentyJobRequest request;
 	char	   *dedup_key = NULL;
+	int64		depends_on = 0;
 
 	xplenty_job_request_from_args(fcinfo, &request);
 	xplenty_check_job_request(&request);
 	if (!PG_ARGISNULL(4))
 		dedup_key = text_to_cstring(PG_GETARG_TEXT_PP(4));
+	if (!PG_ARGISNULL(5))
+	{
+		depends_on = PG_GETARG_INT64(5);
+		if (depends_on <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("depends_on must be the ID of a queued request"),
+					 errdetail("The value given is " INT64_FORMAT ".",
+							   depends_on)));
+	}
 
-	PG_RETURN_INT64(xplenty_queue_insert(&request, dedup_key));
+	PG_RETURN_INT64(xplenty_queue_insert(&request, dedup_key, depends_on));
 }
 
 /*
@@ -163,7 +175,7 @@ xplenty_enqueue_job_trigger(PG_FUNCTION_ARGS)
 						 "TRUNCATE.")));
 
 	tr = trigger_request(fcinfo, trigdata->tg_trigger);
-	(void) xplenty_queue_insert(&tr->request, tr->dedup_key);
+	(void) xplenty_queue_insert(&tr->request, tr->dedup_key, 0);
 
 	return PointerGetDatum(NULL);
 }

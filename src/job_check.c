@@ -24,7 +24,6 @@
  */
 #include "postgres.h"
 
-#include "utils/datetime.h"
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
@@ -49,56 +48,6 @@ check_window_start(const XplentyQueuedRequest *queued)
 }
 
 /*
- * format_api_time
- *		A timestamp as the API writes times: 2012-12-30T14:21:29Z.
- */
-static char *
-format_api_time(TimestampTz ts)
-{
-	struct pg_tm tm;
-	fsec_t		fsec;
-
-	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
-		elog(ERROR, "timestamp out of range");
-	return psprintf("%04d-%02d-%02dT%02d:%02d:%02dZ",
-					tm.tm_year, tm.tm_mon, tm.tm_mday,
-					tm.tm_hour, tm.tm_min, tm.tm_sec);
-}
-
-/*
- * parse_api_time
- *		Read a time the API wrote (UTC, "Z" or "+00:00", with or without a
- *		fraction of a second); false if it is in no such form.
- */
-static bool
-parse_api_time(const char *text, TimestampTz *result)
-{
-	struct pg_tm tm;
-	int			consumed = 0;
-	const char *rest;
-
-	memset(&tm, 0, sizeof(tm));
-	if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
-			   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec,
-			   &consumed) != 6 || consumed != 19)
-		return false;
-	rest = text + consumed;
-	if (*rest == '.')
-	{
-		rest++;
-		while (*rest >= '0' && *rest <= '9')
-			rest++;
-	}
-	if (strcmp(rest, "Z") != 0 && strcmp(rest, "+00:00") != 0)
-		return false;
-	if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
-		tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
-		tm.tm_sec > 60)
-		return false;
-	return tm2timestamp(&tm, 0, NULL, result) == 0;
-}
-
-/*
  * xplenty_prepare_job_check
  *		Fill in the GET /jobs request for one page of a check.
  */
@@ -111,7 +60,7 @@ xplenty_prepare_job_check(XplentyHttpRequest *req,
 	path = psprintf("jobs?package_id=%d&since=%s&status=all&sort=created"
 					"&direction=asc&limit=%d&offset=%d",
 					queued->request.package_id,
-					format_api_time(check_window_start(queued)),
+					xplenty_format_api_time(check_window_start(queued)),
 					CHECK_PAGE_SIZE, page * CHECK_PAGE_SIZE);
 	memset(req, 0, sizeof(XplentyHttpRequest));
 	req->method = XPLENTY_HTTP_GET;
@@ -215,7 +164,7 @@ job_matches(Jsonb *job, const XplentyQueuedRequest *queued,
 
 	/* A job without a readable creation time cannot be placed: skip it. */
 	created_at = xplenty_jsonb_get_text(job, "created_at");
-	if (created_at == NULL || !parse_api_time(created_at, &created) ||
+	if (created_at == NULL || !xplenty_parse_api_time(created_at, &created) ||
 		created < window_start)
 		return false;
 

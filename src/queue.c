@@ -30,6 +30,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -55,11 +56,28 @@ typedef enum QueueStatement
 	STMT_JOB_ADOPTED,
 	STMT_MS_UNTIL_DUE,
 	STMT_DELETE_FINISHED,
+	STMT_REQUEST_EXISTS,
+	STMT_CLAIM_POLLS,
+	STMT_SET_JOB,
+	STMT_SET_POLL_FAILED,
+	STMT_NOTIFY,
+	STMT_RESOLVE_WAITING,
 	NUM_STATEMENTS
 } QueueStatement;
 
 /* Statuses in which a request is still to be sent. */
-#define PENDING_STATUSES "('queued', 'submitting', 'checking')"
+#define PENDING_STATUSES "('waiting', 'queued', 'submitting', 'checking')"
+
+/* The columns a statement sets from an XplentyJobState, from $3 on. */
+#define SET_JOB_STATE \
+	"job_status = $3, job_progress = $4, job_errors = $5, " \
+	"job_finished_at = $6, next_poll_at = pg_catalog.now() " \
+	"OPERATOR(pg_catalog.+) pg_catalog.make_interval(" \
+	"secs => $7 OPERATOR(pg_catalog./) 1000.0), " \
+	"updated_at = pg_catalog.now()"
+
+/* The channel job status changes are announced on. */
+#define NOTIFY_CHANNEL "xplenty_job_status"
 
 static SPIPlanPtr plans[NUM_STATEMENTS];
 static Oid	plans_relid = InvalidOid;
@@ -170,8 +188,10 @@ statement_text(QueueStatement which, const char *table)
 		case STMT_INSERT:
 			return psprintf("INSERT INTO %1$s (cluster_id, package_id, "
 							"variables, dynamic_variables, dedup_key, "
-							"enqueued_by) "
-							"VALUES ($1, $2, $3, $4, $5, $6) "
+							"enqueued_by, depends_on, status) "
+							"VALUES ($1, $2, $3, $4, $5, $6, $7, "
+							"CASE WHEN $7 IS NULL THEN 'queued' "
+							"ELSE 'waiting' END) "
 							"ON CONFLICT (dedup_key) WHERE status IN "
 							PENDING_STATUSES " DO NOTHING RETURNING id",
 							table);
@@ -221,8 +241,9 @@ statement_text(QueueStatement which, const char *table)
 							table);
 		case STMT_SET_SUBMITTED:
 			return psprintf("UPDATE %1$s SET status = 'submitted', "
-							"job_id = $2, job = $3, last_error = $4, "
-							"updated_at = pg_catalog.now() "
+							"job_id = $2, job = $8, last_error = $9, "
+							"submitted_at = pg_catalog.now(), "
+							SET_JOB_STATE " "
 							"WHERE id OPERATOR(pg_catalog.=) $1",
 							table);
 		case STMT_SET_PENDING:
@@ -245,21 +266,88 @@ statement_text(QueueStatement which, const char *table)
 							"WHERE job_id OPERATOR(pg_catalog.=) $1",
 							table);
 		case STMT_MS_UNTIL_DUE:
-			return psprintf("SELECT pg_catalog.ceil(pg_catalog.date_part("
-							"'epoch', pg_catalog.min(next_attempt_at) "
+			return psprintf("SELECT (SELECT pg_catalog.ceil("
+							"pg_catalog.date_part('epoch', "
+							"pg_catalog.min(next_attempt_at) "
 							"OPERATOR(pg_catalog.-) "
 							"pg_catalog.clock_timestamp()) "
 							"OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 "
 							"FROM %1$s WHERE status IN ('queued', "
-							"'checking')",
+							"'checking')), "
+							"(SELECT pg_catalog.ceil("
+							"pg_catalog.date_part('epoch', "
+							"pg_catalog.min(next_poll_at) "
+							"OPERATOR(pg_catalog.-) "
+							"pg_catalog.clock_timestamp()) "
+							"OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 "
+							"FROM %1$s WHERE status = 'submitted' "
+							"AND job_finished_at IS NULL)",
 							table);
 		case STMT_DELETE_FINISHED:
-			return psprintf("DELETE FROM %1$s WHERE id IN (SELECT id "
-							"FROM %1$s WHERE status IN ('submitted', "
-							"'failed') AND updated_at "
+			return psprintf("DELETE FROM %1$s WHERE id IN (SELECT f.id "
+							"FROM %1$s f WHERE (f.status = 'failed' "
+							"OR f.job_finished_at IS NOT NULL) "
+							"AND f.updated_at "
 							"OPERATOR(pg_catalog.<) (pg_catalog.now() "
 							"OPERATOR(pg_catalog.-) pg_catalog.make_interval("
-							"secs => $1)) LIMIT $2)",
+							"secs => $1)) AND NOT EXISTS (SELECT 1 "
+							"FROM %1$s w WHERE w.status = 'waiting' "
+							"AND w.depends_on OPERATOR(pg_catalog.=) f.id) "
+							"LIMIT $2)",
+							table);
+		case STMT_REQUEST_EXISTS:
+			return psprintf("SELECT 1 FROM %1$s "
+							"WHERE id OPERATOR(pg_catalog.=) $1",
+							table);
+		case STMT_CLAIM_POLLS:
+			return psprintf("UPDATE %1$s SET "
+							"polls = polls OPERATOR(pg_catalog.+) 1, "
+							"next_poll_at = pg_catalog.now() "
+							"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
+							"secs => $2 OPERATOR(pg_catalog./) 1000.0) "
+							"WHERE id IN (SELECT id FROM %1$s "
+							"WHERE status = 'submitted' "
+							"AND job_finished_at IS NULL "
+							"AND next_poll_at OPERATOR(pg_catalog.<=) "
+							"pg_catalog.now() ORDER BY next_poll_at "
+							"LIMIT $1 FOR UPDATE SKIP LOCKED) "
+							"RETURNING id, job_id, job_status, "
+							"pg_catalog.date_part('epoch', pg_catalog.now() "
+							"OPERATOR(pg_catalog.-) submitted_at)",
+							table);
+		case STMT_SET_JOB:
+			return psprintf("UPDATE %1$s SET job = $2, "
+							"last_poll_error = NULL, " SET_JOB_STATE " "
+							"WHERE id OPERATOR(pg_catalog.=) $1",
+							table);
+		case STMT_SET_POLL_FAILED:
+			return psprintf("UPDATE %1$s SET last_poll_error = $2, "
+							"next_poll_at = pg_catalog.now() "
+							"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
+							"secs => $3 OPERATOR(pg_catalog./) 1000.0) "
+							"WHERE id OPERATOR(pg_catalog.=) $1",
+							table);
+		case STMT_NOTIFY:
+			return pstrdup("SELECT pg_catalog.pg_notify('" NOTIFY_CHANNEL
+						   "', $1)");
+		case STMT_RESOLVE_WAITING:
+			return psprintf("UPDATE %1$s w SET "
+							"status = CASE WHEN d.job_status = 'completed' "
+							"THEN 'queued' ELSE 'failed' END, "
+							"last_error = CASE "
+							"WHEN d.job_status = 'completed' THEN NULL "
+							"WHEN d.status = 'failed' THEN "
+							"pg_catalog.format('queued request %%s, which "
+							"this one depends on, failed', d.id) "
+							"ELSE pg_catalog.format('job %%s of queued "
+							"request %%s, which this one depends on, ended "
+							"%%s', d.job_id, d.id, d.job_status) END, "
+							"next_attempt_at = pg_catalog.now(), "
+							"updated_at = pg_catalog.now() "
+							"FROM %1$s d WHERE w.status = 'waiting' "
+							"AND w.depends_on OPERATOR(pg_catalog.=) d.id "
+							"AND (d.status = 'failed' OR d.job_status IN "
+							"('completed', 'failed', 'stopped'))",
 							table);
 		case NUM_STATEMENTS:
 			break;
@@ -284,7 +372,8 @@ statement_argtypes(QueueStatement which, Oid *types)
 			types[3] = JSONBOID;
 			types[4] = TEXTOID;
 			types[5] = NAMEOID;
-			return 6;
+			types[6] = INT8OID;
+			return 7;
 		case STMT_FIND_PENDING_KEY:
 			types[0] = TEXTOID;
 			return 1;
@@ -296,11 +385,34 @@ statement_argtypes(QueueStatement which, Oid *types)
 			types[1] = INT8OID;
 			return 2;
 		case STMT_SET_SUBMITTED:
+		case STMT_SET_JOB:
 			types[0] = INT8OID;
+			types[1] = which == STMT_SET_JOB ? JSONBOID : INT8OID;
+			types[2] = TEXTOID;
+			types[3] = FLOAT8OID;
+			types[4] = TEXTOID;
+			types[5] = TIMESTAMPTZOID;
+			types[6] = INT8OID;
+			if (which == STMT_SET_JOB)
+				return 7;
+			types[7] = JSONBOID;
+			types[8] = TEXTOID;
+			return 9;
+		case STMT_REQUEST_EXISTS:
+			types[0] = INT8OID;
+			return 1;
+		case STMT_CLAIM_POLLS:
+			types[0] = INT4OID;
 			types[1] = INT8OID;
-			types[2] = JSONBOID;
-			types[3] = TEXTOID;
-			return 4;
+			return 2;
+		case STMT_SET_POLL_FAILED:
+			types[0] = INT8OID;
+			types[1] = TEXTOID;
+			types[2] = INT8OID;
+			return 3;
+		case STMT_NOTIFY:
+			types[0] = TEXTOID;
+			return 1;
 		case STMT_SET_PENDING:
 			types[0] = INT8OID;
 			types[1] = TEXTOID;
@@ -351,7 +463,7 @@ get_plan(QueueStatement which)
 
 	if (plans[which] == NULL)
 	{
-		Oid			argtypes[8];
+		Oid			argtypes[12];
 		int			nargs = statement_argtypes(which, argtypes);
 		char	   *table;
 		char	   *sql;
@@ -396,16 +508,19 @@ execute_plan(QueueStatement which, Datum *values, const char *nulls,
  *		key, return the ID of the pending request that has it, if any.
  *
  * Runs as the table's owner (see the file header) and records who asked.
- * The worker is woken when the transaction commits.
+ * The worker is woken when the transaction commits.  With depends_on (0
+ * for none), the request waits for that request's job to complete; as it
+ * can name only a request that exists already, no cycle can form.
  */
 int64
-xplenty_queue_insert(const XplentyJobRequest *request, const char *dedup_key)
+xplenty_queue_insert(const XplentyJobRequest *request, const char *dedup_key,
+					 int64 depends_on)
 {
 	Oid			caller = GetUserId();
 	Oid			save_userid;
 	int			save_sec_context;
-	Datum		values[6];
-	char		nulls[6];
+	Datum		values[7];
+	char		nulls[7];
 	int64		id = 0;
 	bool		found = false;
 	bool		isnull;
@@ -418,6 +533,7 @@ xplenty_queue_insert(const XplentyJobRequest *request, const char *dedup_key)
 	values[5] = DirectFunctionCall1(namein,
 									CStringGetDatum(GetUserNameFromId(caller,
 																	  false)));
+	values[6] = Int64GetDatum(depends_on);
 	memset(nulls, ' ', sizeof(nulls));
 	if (request->variables == NULL)
 		nulls[2] = 'n';
@@ -425,6 +541,8 @@ xplenty_queue_insert(const XplentyJobRequest *request, const char *dedup_key)
 		nulls[3] = 'n';
 	if (dedup_key == NULL)
 		nulls[4] = 'n';
+	if (depends_on == 0)
+		nulls[6] = 'n';
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -433,6 +551,18 @@ xplenty_queue_insert(const XplentyJobRequest *request, const char *dedup_key)
 	SetUserIdAndSecContext(queue_owner(),
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
+
+	if (depends_on != 0)
+	{
+		execute_plan(STMT_REQUEST_EXISTS, &values[6], NULL, -1);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FOREIGN_KEY_VIOLATION),
+					 errmsg("queued request " INT64_FORMAT " does not exist",
+							depends_on),
+					 errdetail("A request can depend only on a request "
+							   "already in xplenty_queue.")));
+	}
 
 	execute_plan(STMT_INSERT, values, nulls, -1);
 	if (SPI_processed == 1)
@@ -556,23 +686,157 @@ xplenty_queue_claim(const char *status, int limit, long hold_ms,
 }
 
 /*
+ * job_state_values
+ *		Fill in parameters $3 to $7 (SET_JOB_STATE) of a statement.
+ */
+static void
+job_state_values(const XplentyJobState *state, long poll_delay_ms,
+				 Datum *values, char *nulls)
+{
+	values[2] = state->status ? CStringGetTextDatum(state->status) : 0;
+	nulls[2] = state->status ? ' ' : 'n';
+	values[3] = Float8GetDatum(state->progress);
+	nulls[3] = state->has_progress ? ' ' : 'n';
+	values[4] = state->errors ? CStringGetTextDatum(state->errors) : 0;
+	nulls[4] = state->errors ? ' ' : 'n';
+	values[5] = TimestampTzGetDatum(state->finished_at);
+	nulls[5] = state->finished_at != 0 ? ' ' : 'n';
+	values[6] = Int64GetDatum(poll_delay_ms);
+	nulls[6] = ' ';
+}
+
+/*
  * xplenty_queue_set_submitted
- *		The API created the job: record it.
+ *		The API created the job: record it, and when to ask about it next.
  */
 void
 xplenty_queue_set_submitted(int64 id, int64 job_id, Jsonb *job,
+							const XplentyJobState *state, long poll_delay_ms,
 							const char *note)
 {
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum		values[9];
+	char		nulls[9];
 
+	memset(nulls, ' ', sizeof(nulls));
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum(job_id);
-	values[2] = PointerGetDatum(job);
-	values[3] = note ? CStringGetTextDatum(note) : (Datum) 0;
+	job_state_values(state, poll_delay_ms, values, nulls);
+	values[7] = PointerGetDatum(job);
+	values[8] = note ? CStringGetTextDatum(note) : (Datum) 0;
 	if (note == NULL)
-		nulls[3] = 'n';
+		nulls[8] = 'n';
 	execute_plan(STMT_SET_SUBMITTED, values, nulls, 1);
+}
+
+/*
+ * xplenty_queue_set_job
+ *		Record what a poll learnt of a request's job.
+ */
+void
+xplenty_queue_set_job(int64 id, Jsonb *job, const XplentyJobState *state,
+					  long poll_delay_ms)
+{
+	Datum		values[7];
+	char		nulls[7];
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = Int64GetDatum(id);
+	values[1] = PointerGetDatum(job);
+	job_state_values(state, poll_delay_ms, values, nulls);
+	execute_plan(STMT_SET_JOB, values, nulls, 1);
+}
+
+/*
+ * xplenty_queue_set_poll_failed
+ *		A poll failed: say why, and ask again after delay_ms.  The job's
+ *		status is left as it was: not reaching the API says nothing of it.
+ */
+void
+xplenty_queue_set_poll_failed(int64 id, const char *error, long delay_ms)
+{
+	Datum		values[3];
+
+	values[0] = Int64GetDatum(id);
+	values[1] = CStringGetTextDatum(error);
+	values[2] = Int64GetDatum(delay_ms);
+	execute_plan(STMT_SET_POLL_FAILED, values, NULL, 1);
+}
+
+/*
+ * xplenty_queue_notify
+ *		NOTIFY xplenty_job_status with {"queue_id", "job_id", "status"};
+ *		listeners hear it when the worker's transaction commits.
+ */
+void
+xplenty_queue_notify(int64 id, int64 job_id, const char *status)
+{
+	StringInfoData payload;
+	Datum		value;
+
+	initStringInfo(&payload);
+	appendStringInfo(&payload, "{\"queue_id\": " INT64_FORMAT
+					 ", \"job_id\": " INT64_FORMAT ", \"status\": ",
+					 id, job_id);
+	escape_json(&payload, status ? status : "");
+	appendStringInfoChar(&payload, '}');
+	value = CStringGetTextDatum(payload.data);
+	execute_plan(STMT_NOTIFY, &value, NULL, -1);
+}
+
+/*
+ * xplenty_queue_resolve_waiting
+ *		Queue the requests whose dependency's job completed, and fail those
+ *		whose dependency failed or whose job failed or was stopped.  Returns
+ *		how many it changed; failing one may fail its own dependents at the
+ *		next call.
+ */
+int
+xplenty_queue_resolve_waiting(void)
+{
+	execute_plan(STMT_RESOLVE_WAITING, NULL, NULL, -1);
+	return (int) SPI_processed;
+}
+
+/*
+ * xplenty_queue_claim_polls
+ *		Take up to limit submitted requests whose jobs are due to be asked
+ *		about, each in a context of its own under parent (see read_claimed);
+ *		they are not due again for hold_ms.
+ */
+List *
+xplenty_queue_claim_polls(int limit, long hold_ms, MemoryContext parent)
+{
+	Datum		values[2];
+	List	   *result = NIL;
+	TupleDesc	desc;
+
+	values[0] = Int32GetDatum(limit);
+	values[1] = Int64GetDatum(hold_ms);
+	execute_plan(STMT_CLAIM_POLLS, values, NULL, -1);
+	desc = SPI_tuptable->tupdesc;
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		MemoryContext context = AllocSetContextCreate(parent,
+													  "xplenty poll",
+													  ALLOCSET_SMALL_SIZES);
+		MemoryContext oldcontext = MemoryContextSwitchTo(context);
+		XplentyQueuedRequest *q = palloc0(sizeof(XplentyQueuedRequest));
+		bool		isnull;
+		Datum		d;
+
+		q->context = context;
+		q->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		q->job_id = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
+		d = SPI_getbinval(tuple, desc, 3, &isnull);
+		q->job_status = isnull ? NULL : TextDatumGetCString(d);
+		d = SPI_getbinval(tuple, desc, 4, &isnull);
+		q->job_age_s = isnull ? 0 : DatumGetFloat8(d);
+		MemoryContextSwitchTo(oldcontext);
+		result = lappend(result, q);
+	}
+	return result;
 }
 
 /*
@@ -629,23 +893,29 @@ xplenty_queue_job_adopted(int64 job_id)
 
 /*
  * xplenty_queue_ms_until_due
- *		Milliseconds until the next request to send or check is due: 0 if
- *		one is due now, -1 if there is none.
+ *		Milliseconds until the next request is due to be sent or checked,
+ *		and until the next job is due to be asked about: 0 if one is due
+ *		now, -1 if there is none.
  */
-long
-xplenty_queue_ms_until_due(void)
+void
+xplenty_queue_ms_until_due(long *send_ms, long *poll_ms)
 {
 	bool		isnull;
 	int64		ms;
 
+	*send_ms = -1;
+	*poll_ms = -1;
 	execute_plan(STMT_MS_UNTIL_DUE, NULL, NULL, -1);
 	if (SPI_processed == 0)
-		return -1;
+		return;
 	ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 									 SPI_tuptable->tupdesc, 1, &isnull));
-	if (isnull)
-		return -1;
-	return (long) Max(ms, 0);
+	if (!isnull)
+		*send_ms = (long) Max(ms, 0);
+	ms = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									 SPI_tuptable->tupdesc, 2, &isnull));
+	if (!isnull)
+		*poll_ms = (long) Max(ms, 0);
 }
 
 /*

@@ -19,6 +19,11 @@
  * asks the API whether the job exists before it sends anything again (see
  * job_check.c).  Nothing queued is lost and nothing is sent twice blind.
  *
+ * Once a request is submitted, the worker follows its job (GET /jobs/:id,
+ * paced and budgeted by poll.c) until it ends, keeps its status on the
+ * row, announces each change with a NOTIFY, and releases the requests
+ * that wait for it.
+ *
  * src/worker.c
  *
  *-------------------------------------------------------------------------
@@ -46,6 +51,7 @@
 #include "failure.h"
 #include "http_client.h"
 #include "job_check.h"
+#include "poll.h"
 #include "queue.h"
 #include "retry.h"
 #include "wakeup.h"
@@ -72,7 +78,8 @@ PGDLLEXPORT void xplenty_worker_main(Datum main_arg);
 typedef enum InFlightKind
 {
 	IN_FLIGHT_SEND,				/* POST /jobs */
-	IN_FLIGHT_CHECK				/* GET /jobs, looking for a lost job */
+	IN_FLIGHT_CHECK,			/* GET /jobs, looking for a lost job */
+	IN_FLIGHT_POLL				/* GET /jobs/:id, following a job */
 } InFlightKind;
 
 /* A request of the queue whose HTTP request is in flight. */
@@ -99,6 +106,11 @@ static long run_round(bool accept_work);
 static void record_answer(InFlight *inflight);
 static void record_send(InFlight *inflight);
 static void record_check(InFlight *inflight);
+static void record_poll(InFlight *inflight);
+static void record_job(XplentyQueuedRequest *q, int64 job_id, Jsonb *job,
+					   const char *note);
+static int	claim_work(int room);
+static long time_until_due(void);
 static void send_after_commit(InFlight *inflight);
 static void start_requests(void);
 static void finish_in_flight(InFlight *inflight);
@@ -349,58 +361,19 @@ run_round(bool accept_work)
 		timeout = TimestampDifferenceMilliseconds(now, paused_until);
 		accept_work = false;
 	}
-	if (accept_work && room > 0)
+	if (accept_work)
 	{
-		List	   *claimed;
-		ListCell   *lc;
-
-		claimed = xplenty_queue_claim("queued", room, 0, requests_context);
-		foreach(lc, claimed)
-		{
-			XplentyQueuedRequest *q = lfirst(lc);
-			MemoryContext oldcontext = MemoryContextSwitchTo(q->context);
-			InFlight   *inflight = palloc0(sizeof(InFlight));
-
-			inflight->kind = IN_FLIGHT_SEND;
-			inflight->queued = q;
-			xplenty_prepare_run_job(&inflight->http, &q->request);
-			inflight->http.owner = inflight;
-			MemoryContextSwitchTo(oldcontext);
-			send_after_commit(inflight);
-		}
-		room -= list_length(claimed);
+		/* Released requests are claimed below, in this same round. */
+		bool		released = xplenty_queue_resolve_waiting() > 0;
 
 		if (room > 0)
-		{
-			long		hold = (long) xplenty_request_timeout_ms + 10000;
-
-			claimed = xplenty_queue_claim("checking", room, hold,
-										  requests_context);
-			foreach(lc, claimed)
-			{
-				XplentyQueuedRequest *q = lfirst(lc);
-				MemoryContext oldcontext = MemoryContextSwitchTo(q->context);
-				InFlight   *inflight = palloc0(sizeof(InFlight));
-
-				inflight->kind = IN_FLIGHT_CHECK;
-				inflight->queued = q;
-				inflight->page = 0;
-				xplenty_prepare_job_check(&inflight->http, q, 0);
-				inflight->http.owner = inflight;
-				MemoryContextSwitchTo(oldcontext);
-				send_after_commit(inflight);
-			}
-			room -= list_length(claimed);
-		}
+			room -= claim_work(room);
 
 		/* With room left, nothing more is due now: sleep till the next. */
-		if (room > 0)
-		{
-			long		due = xplenty_queue_ms_until_due();
-
-			if (due >= 0)
-				timeout = Min(Max(due, 1), IDLE_SLEEP_MS);
-		}
+		if (released)
+			timeout = 0;
+		else if (room > 0)
+			timeout = time_until_due();
 		else
 			timeout = 0;
 
@@ -428,6 +401,116 @@ run_round(bool accept_work)
 	/* Room freed by finished requests is used as soon as they come in. */
 	if (timeout == 0)
 		timeout = xplenty_http_in_flight(client) > 0 ? IDLE_SLEEP_MS : 0;
+	return timeout;
+}
+
+/*
+ * new_in_flight
+ *		An in-flight record for a claimed request, in the request's context.
+ */
+static InFlight *
+new_in_flight(XplentyQueuedRequest *q, InFlightKind kind)
+{
+	InFlight   *inflight = MemoryContextAllocZero(q->context,
+												  sizeof(InFlight));
+
+	inflight->kind = kind;
+	inflight->queued = q;
+	return inflight;
+}
+
+/*
+ * prepare_in_flight
+ *		Fill in the HTTP request of an in-flight record.
+ */
+static void
+prepare_in_flight(InFlight *inflight)
+{
+	XplentyQueuedRequest *q = inflight->queued;
+	MemoryContext oldcontext = MemoryContextSwitchTo(q->context);
+
+	switch (inflight->kind)
+	{
+		case IN_FLIGHT_SEND:
+			xplenty_prepare_run_job(&inflight->http, &q->request);
+			break;
+		case IN_FLIGHT_CHECK:
+			xplenty_prepare_job_check(&inflight->http, q, inflight->page);
+			break;
+		case IN_FLIGHT_POLL:
+			memset(&inflight->http, 0, sizeof(XplentyHttpRequest));
+			inflight->http.method = XPLENTY_HTTP_GET;
+			inflight->http.url =
+				xplenty_api_endpoint(psprintf("jobs/" INT64_FORMAT,
+											  q->job_id));
+			break;
+	}
+	inflight->http.owner = inflight;
+	MemoryContextSwitchTo(oldcontext);
+	send_after_commit(inflight);
+}
+
+/*
+ * claim_work
+ *		Claim up to room requests: first those to send, then those to
+ *		check, then jobs to ask about, as far as the poll budget allows.
+ *		Returns how many were claimed.
+ */
+static int
+claim_work(int room)
+{
+	long		hold = (long) xplenty_request_timeout_ms + 10000;
+	int			claimed = 0;
+	int			polls;
+	List	   *list;
+	ListCell   *lc;
+
+	list = xplenty_queue_claim("queued", room, 0, requests_context);
+	foreach(lc, list)
+		prepare_in_flight(new_in_flight(lfirst(lc), IN_FLIGHT_SEND));
+	claimed += list_length(list);
+
+	if (claimed < room)
+	{
+		list = xplenty_queue_claim("checking", room - claimed, hold,
+								   requests_context);
+		foreach(lc, list)
+			prepare_in_flight(new_in_flight(lfirst(lc), IN_FLIGHT_CHECK));
+		claimed += list_length(list);
+	}
+
+	polls = Min(room - claimed, xplenty_poll_budget_available());
+	if (polls > 0)
+	{
+		list = xplenty_queue_claim_polls(polls, hold, requests_context);
+		foreach(lc, list)
+			prepare_in_flight(new_in_flight(lfirst(lc), IN_FLIGHT_POLL));
+		xplenty_poll_budget_spend(list_length(list));
+		claimed += list_length(list);
+	}
+	return claimed;
+}
+
+/*
+ * time_until_due
+ *		How long until a request is due to be sent or checked, or a job to
+ *		be asked about within the poll budget; at most IDLE_SLEEP_MS.
+ */
+static long
+time_until_due(void)
+{
+	long		send_ms;
+	long		poll_ms;
+	long		budget_ms = xplenty_poll_budget_wait_ms();
+	long		timeout = IDLE_SLEEP_MS;
+
+	xplenty_queue_ms_until_due(&send_ms, &poll_ms);
+	if (poll_ms >= 0)
+		poll_ms = budget_ms < 0 ? -1 : Max(poll_ms, budget_ms);
+	if (send_ms >= 0)
+		timeout = Min(timeout, Max(send_ms, 1));
+	if (poll_ms >= 0)
+		timeout = Min(timeout, Max(poll_ms, 1));
 	return timeout;
 }
 
@@ -543,10 +626,91 @@ note_rate_limit(const XplentyHttpRequest *http, const XplentyFailure *failure,
 static void
 record_answer(InFlight *inflight)
 {
-	if (inflight->kind == IN_FLIGHT_SEND)
-		record_send(inflight);
+	switch (inflight->kind)
+	{
+		case IN_FLIGHT_SEND:
+			record_send(inflight);
+			break;
+		case IN_FLIGHT_CHECK:
+			record_check(inflight);
+			break;
+		case IN_FLIGHT_POLL:
+			record_poll(inflight);
+			break;
+	}
+}
+
+/*
+ * record_job
+ *		A request's job is known, from a 201 or from a check: record it and
+ *		announce its first status.
+ */
+static void
+record_job(XplentyQueuedRequest *q, int64 job_id, Jsonb *job,
+		   const char *note)
+{
+	XplentyJobState state;
+
+	xplenty_job_state(job, &state);
+	xplenty_queue_set_submitted(q->id, job_id, job, &state,
+								xplenty_poll_delay_ms(0, -1, -1), note);
+	xplenty_queue_notify(q->id, job_id, state.status);
+}
+
+/*
+ * record_poll
+ *		Record what the API said of a followed job, announcing a change of
+ *		status.  A poll that fails is only tried again later: that the API
+ *		could not be reached says nothing about the job.
+ */
+static void
+record_poll(InFlight *inflight)
+{
+	XplentyQueuedRequest *q = inflight->queued;
+	XplentyHttpRequest *http = &inflight->http;
+	XplentyFailure failure;
+	MemoryContext oldcontext = MemoryContextSwitchTo(q->context);
+	long		delay = xplenty_poll_delay_ms(q->job_age_s,
+											  http->ratelimit_limit,
+											  http->ratelimit_remaining);
+	bool		failed;
+
+	failed = xplenty_describe_failure(http, 200,
+									  psprintf("could not get Xplenty job "
+											   INT64_FORMAT, q->job_id),
+									  &failure);
+	note_rate_limit(http, failed ? &failure : NULL, 1);
+	if (!failed)
+	{
+		int64		job_id;
+		char	   *problem;
+		Jsonb	   *job = xplenty_parse_job(http->answer, http->answer_len,
+											&job_id, &problem);
+
+		if (job != NULL)
+		{
+			XplentyJobState state;
+
+			xplenty_job_state(job, &state);
+			xplenty_queue_set_job(q->id, job, &state, delay);
+			if (state.status != NULL &&
+				(q->job_status == NULL ||
+				 strcmp(state.status, q->job_status) != 0))
+				xplenty_queue_notify(q->id, q->job_id, state.status);
+		}
+		else
+			xplenty_queue_set_poll_failed(q->id,
+										  psprintf("the answer about job "
+												   INT64_FORMAT " cannot be "
+												   "read: %s", q->job_id,
+												   problem),
+										  delay);
+	}
 	else
-		record_check(inflight);
+		xplenty_queue_set_poll_failed(q->id, failure_text(&failure), delay);
+
+	MemoryContextSwitchTo(oldcontext);
+	finish_in_flight(inflight);
 }
 
 /*
@@ -573,7 +737,7 @@ record_send(InFlight *inflight)
 		job = xplenty_parse_job(http->answer, http->answer_len, &job_id,
 								&problem);
 		if (job != NULL)
-			xplenty_queue_set_submitted(q->id, job_id, job, NULL);
+			record_job(q, job_id, job, NULL);
 		else
 			xplenty_queue_set_pending(q->id, "checking",
 									  xplenty_retry_delay_ms(1, 0),
@@ -665,10 +829,8 @@ record_check(InFlight *inflight)
 							match->job_id, q->id),
 					 errdetail("The answer to the request was lost; a "
 							   "check found the job it created.")));
-			xplenty_queue_set_submitted(q->id, match->job_id, match->job,
-										psprintf("job found by a check "
-												 "after the answer was "
-												 "lost"));
+			record_job(q, match->job_id, match->job,
+					   "job found by a check after the answer was lost");
 			MemoryContextSwitchTo(oldcontext);
 			finish_in_flight(inflight);
 			return;
@@ -688,11 +850,8 @@ record_check(InFlight *inflight)
 				xplenty_queue_set_pending(q->id, "checking", hold, NULL,
 										  false);
 				inflight->page++;
-				xplenty_prepare_job_check(&inflight->http, q,
-										  inflight->page);
-				inflight->http.owner = inflight;
 				MemoryContextSwitchTo(oldcontext);
-				send_after_commit(inflight);
+				prepare_in_flight(inflight);
 				return;
 			}
 		case XPLENTY_CHECK_NONE:

@@ -96,6 +96,8 @@ start_cluster() {
 		xplenty.api_key = 'test-api-key'
 		xplenty.retry_base_delay = '200ms'
 		xplenty.retry_max_delay = '2s'
+		xplenty.poll_min_interval = '100ms'
+		xplenty.poll_max_interval = '1s'
 		fsync = off
 	EOF
 	as_pg pg_ctl -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
