@@ -66,7 +66,7 @@ for t in "$TOP"/test/t/*.pl; do
 	chown "$RUN_USER" "$work/tap/$name" 2>/dev/null
 	(cd "$work/tap/$name" && as_pg env TESTDIR="$work/tap/$name" \
 		PERL5LIB="$pgxs/../test/perl:$TOP/test/t" \
-		XPLENTY_TOP="$TOP" PG_REGRESS=/bin/false \
+		XPLENTY_TOP="$TOP" PG_REGRESS="$pgxs/../test/regress/pg_regress" \
 		prove -v "$t") >"$work/tap/$name.out" 2>&1
 	ok=$(grep -cE '^ok [0-9]+' "$work/tap/$name.out")
 	bad=$(grep -cE '^not ok [0-9]+' "$work/tap/$name.out")
