@@ -1,0 +1,415 @@
+#!/usr/bin/env bash
+#
+# bench/run.sh - calls per second of xplenty_run_job() against a minimal
+# libcurl program and against one `curl` command per call, side by side in
+# one run, on loopback, against nginx answering 201 with a canned job.
+#
+# usage: sudo bench/run.sh
+#
+# Knobs (environment):
+#   SQL_CALLS=20000 LIBCURL_CALLS=20000 CMD_CALLS=300   calls per measurement
+#   REPEAT=3        rounds after the warm-up one; medians are reported
+#   SKIP_BUILD=1    use the installed extension, do not make && make install
+#   BUILD_FROM=rev  build that commit (git archive into the run directory)
+#                   instead of the working tree, and load it from there
+#                   without installing it
+#   PATCH=file      with BUILD_FROM: apply this -p1 patch to that copy
+#   PERF=1          also profile one run of each with perf (needs perf)
+#   KEEP=1          keep the throwaway cluster's data directory
+#
+# Everything it starts (a PostgreSQL cluster owned by the postgres OS user,
+# an nginx) lives under bench/out/run-<stamp>/ and is stopped on exit,
+# failure or Ctrl-C.  Results go to bench/out/results-<stamp>.txt.
+
+set -euo pipefail
+shopt -s inherit_errexit
+
+SQL_CALLS=${SQL_CALLS:-20000}
+LIBCURL_CALLS=${LIBCURL_CALLS:-20000}
+CMD_CALLS=${CMD_CALLS:-300}
+REPEAT=${REPEAT:-3}
+TARGET=0.8
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SRC_DIR=$(dirname "$BENCH_DIR")
+OUT=$BENCH_DIR/out
+STAMP=$(date +%Y%m%d-%H%M%S)
+RUN=$OUT/run-$STAMP
+RESULTS=$OUT/results-$STAMP.txt
+PGBIN=/usr/lib/postgresql/15/bin
+PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev nginx
+          curl gcc make)
+
+API_KEY=bench-api-key
+ACCOUNT=bench-account
+JOB_BODY='{"cluster_id": 52, "package_id": 434}'
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "run.sh: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (sudo bench/run.sh): it installs packages, the extension, and runs PostgreSQL as the postgres user"
+
+# ---------------------------------------------------------------- packages
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+        || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing: ${missing[*]}"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+fi
+id postgres >/dev/null 2>&1 || die "no postgres OS user (postgresql-15 should have made it)"
+
+mkdir -p "$RUN/pg" "$RUN/nginx"
+chown postgres: "$RUN/pg"
+cd "$RUN"    # a directory the postgres user can read, for runuser
+
+# ---------------------------------------------------------------- teardown
+NGINX_PID=
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -f "$RUN/pg/data/postmaster.pid" ]; then
+        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$RUN/pg/data" -m fast -w stop \
+            >/dev/null 2>&1 || say "warning: could not stop PostgreSQL in $RUN/pg/data"
+    fi
+    if [ -f "$RUN/nginx/nginx.pid" ]; then
+        NGINX_PID=$(cat "$RUN/nginx/nginx.pid")
+    fi
+    if [ -n "$NGINX_PID" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
+        kill -QUIT "$NGINX_PID" 2>/dev/null || true
+        for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$NGINX_PID" 2>/dev/null && kill -KILL "$NGINX_PID" 2>/dev/null || true
+    fi
+    if [ -z "${KEEP:-}" ]; then rm -rf "$RUN/pg/data"; fi
+    [ $rc -eq 0 ] || say "run.sh failed (exit $rc); logs are in $RUN"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- build
+# BUILD_FROM=<git revision> builds that commit (exported to $RUN/src)
+# instead of the working tree, e.g. while the working tree is mid-change.
+BUILD_DIR=$SRC_DIR
+if [ -n "${BUILD_FROM:-}" ]; then
+    REV=$(git -C "$SRC_DIR" rev-parse --short "$BUILD_FROM") || die "no revision $BUILD_FROM"
+    mkdir -p "$RUN/src"
+    git -C "$SRC_DIR" archive "$REV" | tar -x -C "$RUN/src"
+    BUILD_DIR=$RUN/src
+    SOURCE_DESC="commit $REV (BUILD_FROM=$BUILD_FROM)"
+    if [ -n "${PATCH:-}" ]; then
+        patch -p1 -d "$BUILD_DIR" <"$PATCH" >"$RUN/patch.log" 2>&1 \
+            || { cat "$RUN/patch.log" >&2; die "patch $PATCH does not apply"; }
+        SOURCE_DESC="$SOURCE_DESC + patch $(basename "$PATCH")"
+    fi
+elif [ -n "${PATCH:-}" ]; then
+    die "PATCH needs BUILD_FROM (the working tree is never patched)"
+else
+    REV=$(git -C "$SRC_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')
+    SOURCE_DESC="working tree at $REV"
+    if ! git -C "$SRC_DIR" diff --quiet HEAD -- src sql Makefile 2>/dev/null ||
+       [ -n "$(git -C "$SRC_DIR" ls-files --others --exclude-standard -- src sql 2>/dev/null)" ]; then
+        SOURCE_DESC="$SOURCE_DESC, with uncommitted changes"
+    fi
+fi
+# A build of the working tree is installed (make install) and loaded as
+# 'xplenty' with CREATE EXTENSION.  A BUILD_FROM build is not installed:
+# the throwaway cluster finds it first on dynamic_library_path and gets
+# xplenty_run_job() from it with CREATE FUNCTION, so the system's installed
+# copy (which a developer may be testing) is left alone.
+# (env -u PROFILE: PGXS would read PROFILE from the environment into CFLAGS.)
+if [ -n "${BUILD_FROM:-}" ]; then
+    say "building the extension from $SOURCE_DESC, not installing it (log: $RUN/build.log)"
+    env -u PROFILE make -C "$BUILD_DIR" PG_CONFIG="$PGBIN/pg_config" >"$RUN/build.log" 2>&1 \
+        || { tail -30 "$RUN/build.log" >&2; die "build failed"; }
+    # Found first through dynamic_library_path, so that the background
+    # worker, which loads the library by name, gets this copy too.
+    LIB_DIR=$BUILD_DIR
+    SOURCE_DESC="$SOURCE_DESC, loaded from $LIB_DIR/xplenty.so"
+elif [ -z "${SKIP_BUILD:-}" ]; then
+    say "building and installing the extension from $SOURCE_DESC (log: $RUN/build.log)"
+    { env -u PROFILE make -C "$BUILD_DIR" PG_CONFIG="$PGBIN/pg_config" &&
+      env -u PROFILE make -C "$BUILD_DIR" PG_CONFIG="$PGBIN/pg_config" install; } \
+        >"$RUN/build.log" 2>&1 || { tail -30 "$RUN/build.log" >&2; die "build failed"; }
+    LIB_DIR=
+else
+    SOURCE_DESC="the installed extension (SKIP_BUILD); tree: $SOURCE_DESC"
+    LIB_DIR=
+fi
+# shellcheck disable=SC2046
+gcc -O2 -Wall -Wextra -o "$RUN/libcurl_client" "$BENCH_DIR/libcurl_client.c" \
+    $(curl-config --cflags) $(curl-config --libs)
+
+# ---------------------------------------------------------------- CPUs
+# Two cores: nginx gets one, the client under test (and this script, curl,
+# psql, and the PostgreSQL backends, which inherit it from the postmaster)
+# the other.
+NCPU=$(nproc)
+if [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null; then
+    CLIENT_CPU=0
+    SERVER_CPU=1
+    taskset -pc "$CLIENT_CPU" $$ >/dev/null
+    PIN_SERVER=(taskset -c "$SERVER_CPU")
+    PINNING="client side (backend/libcurl_client/curl) on CPU $CLIENT_CPU, nginx on CPU $SERVER_CPU"
+else
+    PIN_SERVER=()
+    PINNING="none (fewer than 2 CPUs or no taskset)"
+fi
+
+free_port() {
+    local p
+    for _ in $(seq 100); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"; return 0
+        fi
+    done
+    die "no free port found"
+}
+
+# ---------------------------------------------------------------- nginx
+NGINX_PORT=$(free_port)
+sed -e "s|@RUNDIR@|$RUN|g" -e "s|@PORT@|$NGINX_PORT|g" \
+    "$BENCH_DIR/nginx.conf.in" >"$RUN/nginx/nginx.conf"
+"${PIN_SERVER[@]}" nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" \
+    -e "$RUN/nginx/error.log" -g 'daemon on;'
+for _ in $(seq 50); do [ -s "$RUN/nginx/nginx.pid" ] && break; sleep 0.1; done
+NGINX_PID=$(cat "$RUN/nginx/nginx.pid")
+API_URL="http://127.0.0.1:$NGINX_PORT"
+JOBS_URL="$API_URL/$ACCOUNT/api/jobs"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -u "$API_KEY:" -d "$JOB_BODY" "$JOBS_URL")
+[ "$code" = 201 ] || die "nginx answers $code, not 201, on $JOBS_URL"
+JOB_ANSWER=$(curl -s -X POST -u "$API_KEY:" -d "$JOB_BODY" "$JOBS_URL")
+
+# accepted-connections and requests counters of nginx, "accepts requests"
+nginx_counters() {
+    curl -s "$API_URL/nginx_status" | awk 'NR == 3 { print $1, $3 }'
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+PG_PORT=$(free_port)
+runuser -u postgres -- "$PGBIN/initdb" -D "$RUN/pg/data" -A trust -U postgres \
+    -E UTF8 --locale=C --no-sync >"$RUN/pg/initdb.log" 2>&1 \
+    || { cat "$RUN/pg/initdb.log" >&2; die "initdb failed"; }
+cat >>"$RUN/pg/data/postgresql.conf" <<EOF
+
+# bench/run.sh
+port = $PG_PORT
+listen_addresses = ''
+unix_socket_directories = '$RUN/pg'
+shared_preload_libraries = 'xplenty'
+${LIB_DIR:+dynamic_library_path = '$LIB_DIR:\$libdir'}
+fsync = off
+xplenty.api_url = '$API_URL'
+xplenty.account_id = '$ACCOUNT'
+xplenty.api_key = '$API_KEY'
+EOF
+runuser -u postgres -- "$PGBIN/pg_ctl" -D "$RUN/pg/data" -l "$RUN/pg/postgres.log" \
+    -w start >/dev/null || { tail -20 "$RUN/pg/postgres.log" >&2; die "PostgreSQL did not start"; }
+
+PSQL=(runuser -u postgres -- "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1
+      -h "$RUN/pg" -p "$PG_PORT" -d postgres)
+if [ -z "$LIB_DIR" ]; then
+    "${PSQL[@]}" -c 'CREATE EXTENSION xplenty'
+else
+    "${PSQL[@]}" -c "CREATE FUNCTION xplenty_run_job(int, int, jsonb DEFAULT NULL,
+        jsonb DEFAULT NULL) RETURNS jsonb AS 'xplenty', 'xplenty_run_job'
+        LANGUAGE C VOLATILE"
+fi
+id=$("${PSQL[@]}" -c "SELECT xplenty_run_job(52, 434)->>'id'")
+[ "$id" = 157 ] || die "xplenty_run_job returned job id '$id', expected 157"
+
+
+# ---------------------------------------------------------------- measurements
+# Each prints "calls_per_sec connections", connections being how many TCP
+# connections nginx accepted for the measurement (warm-up call included).
+
+conns_between() {    # "accepts requests" before, after; the second status call is one
+    awk -v b="$1" -v a="$2" 'BEGIN { split(b, B, " "); split(a, A, " "); print A[1] - B[1] - 1 }'
+}
+
+# psql \timing of one statement, in ms, from psql's output.
+statement_ms() { awk '/^Time:/ { print $2 }'; }
+
+# One new session: one untimed call opens the kept-alive connection, then
+# the timed statement; psql's \timing is the statement's whole time.
+measure_sql() {
+    local n=$1 out ms before after
+    before=$(nginx_counters)
+    out=$("${PSQL[@]}" <<EOF
+SELECT xplenty_run_job(52, 434) IS NOT NULL;
+\timing on
+SELECT count(xplenty_run_job(52, 434)) FROM generate_series(1, $n);
+EOF
+)
+    after=$(nginx_counters)
+    printf '%s\n' "$out" >>"$RUN/sql.log"
+    ms=$(printf '%s\n' "$out" | statement_ms)
+    [ "$(printf '%s\n' "$out" | sed -n 2p)" = "$n" ] && [ -n "$ms" ] \
+        || die "unexpected psql output: $out"
+    awk -v n="$n" -v ms="$ms" -v c="$(conns_between "$before" "$after")" \
+        'BEGIN { printf "%.1f %d\n", n / (ms / 1000), c }'
+}
+
+# mode easy: the practical limit; mode multi: the extension's HTTP path
+# without PostgreSQL (see libcurl_client.c).
+measure_libcurl() {
+    local n=$1 mode=$2 out before after
+    before=$(nginx_counters)
+    out=$("$RUN/libcurl_client" "$JOBS_URL" "$API_KEY" "$n" "$mode") || die "libcurl_client $mode failed"
+    after=$(nginx_counters)
+    printf '%s %s\n' "$mode" "$out" >>"$RUN/libcurl.log"
+    printf '%s\n' "$out" | sed -n 's/.*calls_per_sec=\([0-9.]*\).*/\1/p' \
+        | awk -v c="$(conns_between "$before" "$after")" '{ print $1, c }'
+}
+
+# What a shell script does: one curl process, one connection, per call.
+measure_cmd() {
+    local n=$1 t0 t1 ok before after codes=$RUN/curl_codes.txt
+    : >"$codes"
+    before=$(nginx_counters)
+    t0=$(date +%s.%N)
+    for ((i = 0; i < n; i++)); do
+        curl -s -o /dev/null -w '%{http_code}\n' -X POST -u "$API_KEY:" \
+            -H 'Accept: application/vnd.xplenty+json; version=2' \
+            -H 'Content-Type: application/json' \
+            -d "$JOB_BODY" "$JOBS_URL" >>"$codes"
+    done
+    t1=$(date +%s.%N)
+    after=$(nginx_counters)
+    ok=$(grep -c '^201$' "$codes" || true)
+    [ "$ok" = "$n" ] || die "curl loop: $ok of $n answers were 201"
+    awk -v n="$n" -v t0="$t0" -v t1="$t1" -v c="$(conns_between "$before" "$after")" \
+        'BEGIN { printf "%.1f %d\n", n / (t1 - t0), c }'
+}
+
+# Diagnostic, no HTTP: jsonb_in of the same answer body, once a row (the
+# appended blank keeps the planner from folding the cast into a constant).
+measure_parse() {
+    local n=$1 out ms
+    out=$("${PSQL[@]}" <<EOF
+\timing on
+SELECT count((j || repeat(' ', g % 2))::jsonb)
+  FROM generate_series(1, $n) g, (SELECT \$job\$$JOB_ANSWER\$job\$::text AS j) s;
+EOF
+)
+    ms=$(printf '%s\n' "$out" | statement_ms)
+    [ -n "$ms" ] || die "unexpected psql output: $out"
+    awk -v n="$n" -v ms="$ms" 'BEGIN { printf "%.1f 0\n", n / (ms / 1000) }'
+}
+
+run_one() {    # name -> "calls_per_sec connections"
+    case $1 in
+        sql)     measure_sql "$SQL_CALLS" ;;
+        easy)    measure_libcurl "$LIBCURL_CALLS" easy ;;
+        multi)   measure_libcurl "$LIBCURL_CALLS" multi ;;
+        cmd)     measure_cmd "$CMD_CALLS" ;;
+        parse)   measure_parse "$SQL_CALLS" ;;
+    esac
+}
+
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+NAMES=(sql easy multi cmd parse)
+declare -A RATES=() CONNS=() MED=()
+
+say "warm-up round (discarded)"
+measure_sql $((SQL_CALLS / 10)) >/dev/null
+measure_libcurl $((LIBCURL_CALLS / 10)) easy >/dev/null
+measure_libcurl $((LIBCURL_CALLS / 10)) multi >/dev/null
+measure_cmd $((CMD_CALLS / 10 + 1)) >/dev/null
+
+for r in $(seq "$REPEAT"); do
+    line="round $r of $REPEAT:"
+    for name in "${NAMES[@]}"; do
+        res=$(run_one "$name")
+        read -r rate conns <<<"$res"
+        RATES[$name]="${RATES[$name]:-} $rate"
+        CONNS[$name]="${CONNS[$name]:-} $conns"
+        line="$line $name $rate/s"
+    done
+    say "$line"
+done
+for name in "${NAMES[@]}"; do MED[$name]=$(printf '%s\n' "${RATES[$name]}" | median); done
+
+# PERF=1: one more xplenty_run_job() and libcurl_client run, each under
+# perf record on the client CPU; CPU time per call by library (and the
+# functions that take most, callers included) goes to $RUN/perf-*.txt.
+if [ -n "${PERF:-}" ] && command -v perf >/dev/null && [ -n "${CLIENT_CPU:-}" ]; then
+    PERF_HZ=2000
+    for name in sql easy multi; do
+        case $name in sql) comm=postgres n=$SQL_CALLS ;; *) comm=libcurl_client n=$LIBCURL_CALLS ;; esac
+        perf record -q -C "$CLIENT_CPU" -g -F $PERF_HZ -o "$RUN/perf-$name.data" \
+            >"$RUN/perf-$name.log" 2>&1 &
+        perf_pid=$!
+        sleep 0.5
+        res=$(run_one "$name")
+        kill -INT "$perf_pid"; wait "$perf_pid" || true
+        {
+            echo "$name under perf: ${res%% *} calls/s; $comm's CPU per call by library:"
+            # (not --comms with --sort dso: perf 6.1 then drops the kernel's line)
+            perf report -i "$RUN/perf-$name.data" --stdio --no-children \
+                --sort comm,dso -g none -F sample,comm,dso 2>/dev/null | grep -v '^#' |
+                awk -v c="$comm" -v hz=$PERF_HZ -v n="$n" '$2 == c {
+                        t += $1; printf "  %-24s %6.1f us\n", $3, $1 * 1e6 / hz / n }
+                    END { printf "  %-24s %6.1f us\n", "total", t * 1e6 / hz / n }'
+            echo "user-space functions, % of $comm's samples, callers included (call"
+            echo "chains through libraries without frame pointers, e.g. libcurl, are cut short):"
+            perf report -i "$RUN/perf-$name.data" --stdio --children --comms "$comm" \
+                --percentage relative --sort sym -g none --percent-limit 1.5 2>/dev/null |
+                grep -F '[.]' | grep -v '\] 0x0'
+        } >"$RUN/perf-$name.txt"
+        say "profile of $name: $RUN/perf-$name.txt"
+    done
+fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+usec() { awk -v r="$1" 'BEGIN { printf "%.1f", 1e6 / r }'; }
+R_LIBCURL=$(ratio "${MED[sql]}" "${MED[easy]}")
+R_CMD=$(ratio "${MED[sql]}" "${MED[cmd]}")
+VERDICT=$(awk -v r="$R_LIBCURL" -v t="$TARGET" 'BEGIN { print (r >= t) ? "meets" : "MISSES" }')
+US_SQL=$(usec "${MED[sql]}") US_EASY=$(usec "${MED[easy]}")
+US_MULTI=$(usec "${MED[multi]}") US_PARSE=$(usec "${MED[parse]}")
+
+row() {    # label name calls
+    printf '%-46s %6s %9s %8s  %s\n' "$1" "$3" "${MED[$2]}" "$(usec "${MED[$2]}")" \
+        "$(paste -d';' <(printf '%s\n' ${RATES[$2]}) <(printf '%s\n' ${CONNS[$2]}) | tr '\n' ' ')"
+}
+
+# ---------------------------------------------------------------- report
+{
+    echo "xplenty benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "machine:  $NCPU CPUs, $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
+    echo "software: $("$PGBIN/postgres" --version), $(curl-config --version), $(nginx -v 2>&1 | sed 's/.*: //')"
+    echo "source:   $SOURCE_DESC"
+    echo "pinning:  $PINNING"
+    echo "peer:     nginx, worker_processes 1, on $API_URL (loopback, plain HTTP)"
+    echo "rounds:   $REPEAT, after one warm-up round, each running all measurements side by side; median shown"
+    echo
+    printf '%-46s %6s %9s %8s  %s\n' "measurement" "calls" "calls/s" "us/call" "each round: calls/s;TCP connections (incl. warm-up)"
+    row "xplenty_run_job() in one SELECT" sql "$SQL_CALLS"
+    row "libcurl_client easy (one reused connection)" easy "$LIBCURL_CALLS"
+    row "curl command once a call (bash loop)" cmd "$CMD_CALLS"
+    echo "diagnostics:"
+    row "  libcurl_client multi (extension's HTTP path)" multi "$LIBCURL_CALLS"
+    row "  jsonb_in of the answer body, SQL, no HTTP" parse "$SQL_CALLS"
+    echo
+    echo "extension / libcurl_client = $R_LIBCURL   (target >= $TARGET: $VERDICT)"
+    echo "  the same ratio within each round: $(paste -d' ' <(printf '%s\n' ${RATES[sql]}) \
+        <(printf '%s\n' ${RATES[easy]}) | awk '{ printf "%.3f ", $1 / $2 }')"
+    echo "extension / curl command   = $R_CMD"
+    echo
+    echo "where a call's time goes (medians, us):"
+    awk -v s="$US_SQL" -v e="$US_EASY" -v m="$US_MULTI" -v p="$US_PARSE" 'BEGIN {
+        printf "  %6.1f  libcurl_client easy: the request itself\n", e
+        printf "  %+6.1f  the multi interface the extension drives (multi - easy)\n", m - e
+        printf "  %+6.1f  jsonb_in of the answer (parse row)\n", p
+        printf "  %+6.1f  the rest: executor, request body, pre-parse check, ... (by difference)\n", s - m - p
+        printf "  %6.1f  xplenty_run_job()\n", s }'
+} | tee "$RESULTS"
+say "results written to $RESULTS"
