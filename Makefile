@@ -27,7 +27,7 @@ PGFILEDESC = "xplenty - launch Xplenty jobs from PostgreSQL"
 
 # The regression tests need the mock API and a preloaded library: run them
 # with test/run.sh, which sets both up (see README.md).
-REGRESS = run_job queue
+REGRESS = run_job queue follow
 
 # PostgreSQL's headers are taken as system headers, so that -Wextra judges
 # only our own code (they have unused parameters in inline functions).

@@ -55,12 +55,26 @@ answer_to_server_encoding(const char *answer, size_t len, char **problem)
 }
 
 /*
+ * parse_answer_context
+ *		Error context for what jsonb_in may still refuse in a checked answer.
+ */
+static void
+parse_answer_context(void *arg)
+{
+	(void) arg;
+	errcontext("reading an answer of the Xplenty API");
+}
+
+/*
  * xplenty_parse_answer
  *		Parse an answer's body as jsonb, or return NULL and say why not.
  *
  * The text is first checked with the JSON parser's error-returning entry
  * point, so that a malformed answer becomes a *problem to report in the
- * caller's words instead of jsonb_in's generic syntax error.
+ * caller's words instead of jsonb_in's generic syntax error.  The check
+ * does not decode escapes, which keeps it cheap (an answer is parsed on
+ * every call); the few escapes jsonb cannot hold (\u0000, say) are then
+ * refused by jsonb_in itself, under an error context naming the answer.
  */
 Jsonb *
 xplenty_parse_answer(const char *answer, size_t len, char **problem)
@@ -68,6 +82,8 @@ xplenty_parse_answer(const char *answer, size_t len, char **problem)
 	char	   *text;
 	JsonLexContext *lex;
 	JsonParseErrorType rc;
+	ErrorContextCallback context;
+	Jsonb	   *result;
 
 	*problem = NULL;
 	if (len == 0)
@@ -86,7 +102,7 @@ xplenty_parse_answer(const char *answer, size_t len, char **problem)
 		return NULL;
 
 	lex = makeJsonLexContextCstringLen(text, strlen(text),
-									   GetDatabaseEncoding(), true);
+									   GetDatabaseEncoding(), false);
 	rc = pg_parse_json(lex, &nullSemAction);
 	if (rc != JSON_SUCCESS)
 	{
@@ -95,8 +111,14 @@ xplenty_parse_answer(const char *answer, size_t len, char **problem)
 		return NULL;
 	}
 
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-											  CStringGetDatum(text)));
+	context.callback = parse_answer_context;
+	context.arg = NULL;
+	context.previous = error_context_stack;
+	error_context_stack = &context;
+	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+												CStringGetDatum(text)));
+	error_context_stack = context.previous;
+	return result;
 }
 
 /*

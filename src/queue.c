@@ -62,6 +62,7 @@ typedef enum QueueStatement
 	STMT_SET_POLL_FAILED,
 	STMT_NOTIFY,
 	STMT_RESOLVE_WAITING,
+	STMT_TWIN_SUBMITTING,
 	NUM_STATEMENTS
 } QueueStatement;
 
@@ -327,6 +328,17 @@ statement_text(QueueStatement which, const char *table)
 							"secs => $3 OPERATOR(pg_catalog./) 1000.0) "
 							"WHERE id OPERATOR(pg_catalog.=) $1",
 							table);
+		case STMT_TWIN_SUBMITTING:
+			return psprintf("SELECT 1 FROM %1$s WHERE status = 'submitting' "
+							"AND id OPERATOR(pg_catalog.<>) $1 "
+							"AND cluster_id OPERATOR(pg_catalog.=) $2 "
+							"AND package_id OPERATOR(pg_catalog.=) $3 "
+							"AND (variables OPERATOR(pg_catalog.=) $4 "
+							"OR (variables IS NULL AND $4 IS NULL)) "
+							"AND (dynamic_variables OPERATOR(pg_catalog.=) $5 "
+							"OR (dynamic_variables IS NULL AND $5 IS NULL)) "
+							"LIMIT 1",
+							table);
 		case STMT_NOTIFY:
 			return pstrdup("SELECT pg_catalog.pg_notify('" NOTIFY_CHANNEL
 						   "', $1)");
@@ -413,6 +425,13 @@ statement_argtypes(QueueStatement which, Oid *types)
 		case STMT_NOTIFY:
 			types[0] = TEXTOID;
 			return 1;
+		case STMT_TWIN_SUBMITTING:
+			types[0] = INT8OID;
+			types[1] = INT4OID;
+			types[2] = INT4OID;
+			types[3] = JSONBOID;
+			types[4] = JSONBOID;
+			return 5;
 		case STMT_SET_PENDING:
 			types[0] = INT8OID;
 			types[1] = TEXTOID;
@@ -888,6 +907,34 @@ xplenty_queue_job_adopted(int64 job_id)
 	Datum		value = Int64GetDatum(job_id);
 
 	execute_plan(STMT_JOB_ADOPTED, &value, NULL, -1);
+	return SPI_processed > 0;
+}
+
+/*
+ * xplenty_queue_twin_submitting
+ *		Is another request for the same job (cluster, package and
+ *		variables) being sent right now?
+ *
+ * Its job, once created, would match a check of this request too; so a
+ * check must not adopt anything while such a twin is in flight, or the
+ * two requests would end up sharing one job.
+ */
+bool
+xplenty_queue_twin_submitting(const XplentyQueuedRequest *q)
+{
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(q->id);
+	values[1] = Int32GetDatum(q->request.cluster_id);
+	values[2] = Int32GetDatum(q->request.package_id);
+	values[3] = PointerGetDatum(q->request.variables);
+	values[4] = PointerGetDatum(q->request.dynamic_variables);
+	if (q->request.variables == NULL)
+		nulls[3] = 'n';
+	if (q->request.dynamic_variables == NULL)
+		nulls[4] = 'n';
+	execute_plan(STMT_TWIN_SUBMITTING, values, nulls, -1);
 	return SPI_processed > 0;
 }
 

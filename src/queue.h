@@ -52,6 +52,7 @@ extern void xplenty_queue_set_poll_failed(int64 id, const char *error,
 										  long delay_ms);
 extern void xplenty_queue_notify(int64 id, int64 job_id, const char *status);
 extern int	xplenty_queue_resolve_waiting(void);
+extern bool xplenty_queue_twin_submitting(const XplentyQueuedRequest *q);
 extern void xplenty_queue_set_pending(int64 id, const char *status,
 									  long delay_ms, const char *error,
 									  bool resent_after_check);

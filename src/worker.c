@@ -101,6 +101,7 @@ static TimestampTz last_cleanup = 0;
 static bool orphans_recovered = false;
 
 static void handle_sigterm(SIGNAL_ARGS);
+static bool configuration_usable(void);
 static void wait_for_news(long timeout_ms);
 static long run_round(bool accept_work);
 static void record_answer(InFlight *inflight);
@@ -191,6 +192,8 @@ xplenty_worker_main(Datum main_arg)
 	(void) main_arg;
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, handle_sigterm);
+	/* A query cancel has no query to cancel here; it must not kill us. */
+	pqsignal(SIGINT, SIG_IGN);
 	BackgroundWorkerUnblockSignals();
 
 	BackgroundWorkerInitializeConnection(xplenty_database, NULL, 0);
@@ -290,6 +293,61 @@ wait_for_news(long timeout_ms)
 }
 
 /*
+ * configuration_usable
+ *		Can requests be sent with the settings in force?  If not, say why
+ *		in the log (once for each new reason) and send nothing.
+ *
+ * Checked before anything is claimed: a request claimed and then not sent
+ * because the key file cannot be read would be left 'submitting', and
+ * checked with the API for no reason.
+ */
+static bool
+configuration_usable(void)
+{
+	static char *last_problem = NULL;
+	MemoryContext oldcontext = CurrentMemoryContext;
+	volatile bool usable = true;
+
+	PG_TRY();
+	{
+		char	   *key = xplenty_get_api_key();
+
+		explicit_bzero(key, strlen(key));
+		pfree(key);
+		(void) xplenty_get_account_id();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		if (last_problem == NULL || strcmp(last_problem, edata->message) != 0)
+		{
+			ereport(LOG,
+					(errmsg("xplenty worker cannot send requests: %s",
+							edata->message),
+					 edata->hint ? errhint("%s", edata->hint) : 0));
+			if (last_problem)
+				pfree(last_problem);
+			last_problem = MemoryContextStrdup(TopMemoryContext,
+											   edata->message);
+		}
+		FreeErrorData(edata);
+		usable = false;
+	}
+	PG_END_TRY();
+
+	if (usable && last_problem != NULL)
+	{
+		pfree(last_problem);
+		last_problem = NULL;
+	}
+	return usable;
+}
+
+/*
  * cleanup_due
  *		Is it time to delete finished requests past their retention?
  */
@@ -359,6 +417,11 @@ run_round(bool accept_work)
 	if (accept_work && paused_until > now)
 	{
 		timeout = TimestampDifferenceMilliseconds(now, paused_until);
+		accept_work = false;
+	}
+	if (accept_work && !configuration_usable())
+	{
+		timeout = ABSENT_SLEEP_MS;
 		accept_work = false;
 	}
 	if (accept_work)
@@ -812,6 +875,18 @@ record_check(InFlight *inflight)
 
 	result = xplenty_job_check_answer(http, q, inflight->page, &matches,
 									  &more_pages, &failure);
+
+	/* An identical request in flight could create the job we would find. */
+	if (result != XPLENTY_CHECK_FAILED && xplenty_queue_twin_submitting(q))
+	{
+		xplenty_queue_set_pending(q->id, "checking",
+								  xplenty_retry_delay_ms(1, 0),
+								  "checked again later: an identical request "
+								  "was being sent", false);
+		MemoryContextSwitchTo(oldcontext);
+		finish_in_flight(inflight);
+		return;
+	}
 	note_rate_limit(http, result == XPLENTY_CHECK_FAILED ? &failure : NULL,
 					q->checks);
 

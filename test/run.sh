@@ -10,6 +10,10 @@
 #      (PostgreSQL::Test::Cluster) and its own mock API,
 # and ends with a line "N passed, N failed"; the exit status is non-zero
 # if anything failed.  Set KEEP=1 to keep the scratch directories.
+#
+# While working on one part: "test/run.sh regress [TEST...]" runs only
+# pg_regress (all tests, or those named), "test/run.sh tap [SCRIPT...]"
+# only the TAP scripts (all, or those whose names are given, e.g. 010).
 
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -17,6 +21,13 @@ set -u
 REGRESS_PORT=58432
 MOCK_PORT=58080
 REGRESS_DB=contrib_regression
+
+part=${1:-all}
+[ $# -gt 0 ] && shift
+case "$part" in
+	all|regress|tap) ;;
+	*) echo "usage: test/run.sh [regress|tap] [names...]" >&2; exit 2 ;;
+esac
 
 install_packages || exit 1
 build_and_install || exit 1
@@ -33,6 +44,7 @@ passed=0
 failed=0
 
 # --- pg_regress --------------------------------------------------------
+run_regress() {
 say "pg_regress suite"
 mkdir -p "$work/regress" && chown "$RUN_USER" "$work/regress" 2>/dev/null
 start_mock "$work/regress" "$MOCK_PORT" || exit 1
@@ -40,6 +52,7 @@ start_cluster "$work/regress" "$REGRESS_PORT" "$REGRESS_DB" "$MOCK_PORT" ||
 	exit 1
 
 tests=$(sed -n 's/^REGRESS = //p' "$TOP/Makefile")
+[ "$part" = regress ] && [ $# -gt 0 ] && tests="$*"
 pgxs=$(dirname "$(pg_config --pgxs)")
 (cd "$TOP" && as_pg env XPLENTY_MOCK_PORT="$MOCK_PORT" \
 	"$pgxs/../test/regress/pg_regress" \
@@ -55,13 +68,18 @@ if [ "$regress_bad" -gt 0 ] && [ -f "$work/regress/regression.diffs" ]; then
 fi
 stop_cluster "$work/regress"
 stop_mock "$work/regress"
+}
 
 # --- TAP ---------------------------------------------------------------
+run_tap() {
 say "TAP tests"
 mkdir -p "$work/tap" && chown "$RUN_USER" "$work/tap" 2>/dev/null
 for t in "$TOP"/test/t/*.pl; do
 	[ -e "$t" ] || continue
 	name=$(basename "$t" .pl)
+	if [ "$part" = tap ] && [ $# -gt 0 ]; then
+		case " $* " in *" ${name%%_*} "*|*" $name "*) ;; *) continue ;; esac
+	fi
 	mkdir -p "$work/tap/$name"
 	chown "$RUN_USER" "$work/tap/$name" 2>/dev/null
 	(cd "$work/tap/$name" && as_pg env TESTDIR="$work/tap/$name" \
@@ -82,6 +100,10 @@ for t in "$TOP"/test/t/*.pl; do
 	passed=$((passed + ok))
 	failed=$((failed + bad))
 done
+}
+
+[ "$part" = tap ] || run_regress "$@"
+[ "$part" = regress ] || run_tap "$@"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
