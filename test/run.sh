@@ -42,6 +42,7 @@ trap cleanup EXIT
 
 passed=0
 failed=0
+pgxs=$(dirname "$(pg_config --pgxs)")
 
 # --- pg_regress --------------------------------------------------------
 run_regress() {
@@ -53,7 +54,6 @@ start_cluster "$work/regress" "$REGRESS_PORT" "$REGRESS_DB" "$MOCK_PORT" ||
 
 tests=$(sed -n 's/^REGRESS = //p' "$TOP/Makefile")
 [ "$part" = regress ] && [ $# -gt 0 ] && tests="$*"
-pgxs=$(dirname "$(pg_config --pgxs)")
 (cd "$TOP" && as_pg env XPLENTY_MOCK_PORT="$MOCK_PORT" \
 	"$pgxs/../test/regress/pg_regress" \
 	--inputdir="$TOP" --outputdir="$work/regress" \
