@@ -86,6 +86,31 @@ FROM xplenty_queue WHERE id = :stopped;
 SELECT status, job_status, job_finished_at IS NOT NULL AS ended
 FROM xplenty_wait(:stopped, '20 s');
 
+-- A poll that fails is tried again later: it never marks the job failed.
+\! test/mock/mockctl faults '{"method": "GET", "path": "^/jobs/[0-9]+$", "status": 503, "times": 3}'
+SELECT xplenty_enqueue_job(52, 713) AS flaky \gset
+SELECT status, job_status, last_poll_error IS NULL AS recovered
+FROM xplenty_wait(:flaky, '20 s');
+\set stats `test/mock/mockctl stats`
+SELECT (:'stats'::jsonb ->> 'faults_applied')::int >= 3 AS polls_failed;
+
+-- xplenty_wait answers to a cancel (here, statement_timeout).
+\! test/mock/mockctl config '{"package_timelines": {"714": [["idle", 0], ["running", 0.1], ["completed", 60]]}}'
+SELECT xplenty_enqueue_job(52, 714) AS long_two \gset
+SET statement_timeout = '300ms';
+SELECT xplenty_wait(:long_two);
+RESET statement_timeout;
+DO $$
+BEGIN
+	FOR i IN 1..100 LOOP
+		EXIT WHEN (SELECT job_status FROM xplenty_queue
+				   WHERE package_id = 714) = 'running';
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END $$;
+SELECT xplenty_stop_job(job_id) ->> 'status' AS stopping
+FROM xplenty_queue WHERE id = :long_two;
+
 -- xplenty_wait's own errors.
 SELECT xplenty_wait(987654);
 SELECT xplenty_enqueue_job(52, 712) AS long_one \gset
