@@ -218,6 +218,9 @@ GRANT SELECT ON xplenty_queue TO xplenty_test_user;
 SET ROLE xplenty_test_user;
 SELECT xplenty_enqueue_job(52, 434, '{"BY": "user"}') > 0 AS queued;
 SELECT enqueued_by FROM xplenty_queue WHERE variables ->> 'BY' = 'user';
+-- It sees only the requests it queued itself.
+SELECT count(*) AS visible, count(*) FILTER (WHERE enqueued_by <> current_user)
+	AS others FROM xplenty_queue;
 UPDATE xplenty_queue SET status = 'submitted';
 INSERT INTO xplenty_queue (cluster_id, package_id, enqueued_by)
 	VALUES (52, 434, 'someone');

@@ -117,6 +117,19 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.xplenty_queue_id_seq',
 REVOKE ALL ON @extschema@.xplenty_queue FROM PUBLIC;
 REVOKE ALL ON SEQUENCE @extschema@.xplenty_queue_id_seq FROM PUBLIC;
 
+-- A role granted SELECT sees the requests it queued, and those of the
+-- roles whose privileges it has; the owner (and so the worker, and the
+-- enqueue functions) and superusers see all.  Variables can be business
+-- data, so one team's requests are not another's to read.
+ALTER TABLE @extschema@.xplenty_queue ENABLE ROW LEVEL SECURITY;
+CREATE POLICY xplenty_queue_own_requests ON @extschema@.xplenty_queue
+	FOR SELECT
+	USING (enqueued_by = current_user
+		   OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+					  WHERE r.rolname = enqueued_by
+					  AND pg_catalog.pg_has_role(current_user, r.oid,
+												 'USAGE')));
+
 CREATE FUNCTION @extschema@.xplenty_enqueue_job(
 	cluster int,
 	package int,
