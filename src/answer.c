@@ -51,6 +51,9 @@ answer_to_server_encoding(const char *answer, size_t len, char **problem)
 		*problem = pstrdup("The answer is not valid UTF-8.");
 		return NULL;
 	}
+	/* pg_any_to_server would only verify it again. */
+	if (GetDatabaseEncoding() == PG_UTF8)
+		return pnstrdup(answer, len);
 	return pg_any_to_server(answer, (int) len, PG_UTF8);
 }
 

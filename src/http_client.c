@@ -691,8 +691,16 @@ xplenty_http_wait(XplentyHttpClient *client, long timeout_ms,
 	else
 		wait_ms = timeout_ms;
 
-	nevents = WaitEventSetWait(client->wait_set, wait_ms, events,
-							   lengthof(events), wait_event_info);
+	/*
+	 * libcurl has work to do now (it asks for a timeout of 0 right after a
+	 * transfer is added): let it, without a round trip through the wait
+	 * set.  The latch is looked at on the next call.
+	 */
+	if (curl_wait == 0)
+		nevents = 0;
+	else
+		nevents = WaitEventSetWait(client->wait_set, wait_ms, events,
+								   lengthof(events), wait_event_info);
 
 	for (int i = 0; i < nevents; i++)
 	{
@@ -727,7 +735,7 @@ xplenty_http_wait(XplentyHttpClient *client, long timeout_ms,
 	if (curl_timer_due)
 		curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0,
 								 &running);
-	else if (nevents == 0 && wait_ms == timeout_ms)
+	else if (nevents == 0 && wait_ms == timeout_ms && curl_wait != 0)
 		result |= XPLENTY_WAKE_TIMEOUT;
 
 	collect_finished(client);
