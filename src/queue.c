@@ -566,11 +566,11 @@ xplenty_queue_insert(const XplentyJobRequest *request, const char *dedup_key,
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	GetUserIdAndSecContext(&save_userid, &save_sec_context);
-	SetUserIdAndSecContext(queue_owner(),
-						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
-
+	/*
+	 * The request depended on must be one the caller can see: looked for
+	 * with the caller's rights, row-level security hides the requests of
+	 * other roles, as if they did not exist.
+	 */
 	if (depends_on != 0)
 	{
 		execute_plan(STMT_REQUEST_EXISTS, &values[6], NULL, -1);
@@ -580,8 +580,14 @@ xplenty_queue_insert(const XplentyJobRequest *request, const char *dedup_key,
 					 errmsg("queued request " INT64_FORMAT " does not exist",
 							depends_on),
 					 errdetail("A request can depend only on a request "
-							   "already in xplenty_queue.")));
+							   "already in xplenty_queue that its role can "
+							   "see.")));
 	}
+
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(queue_owner(),
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 
 	execute_plan(STMT_INSERT, values, nulls, -1);
 	if (SPI_processed == 1)
