@@ -125,35 +125,65 @@ xplenty_parse_answer(const char *answer, size_t len, char **problem)
 }
 
 /*
+ * xplenty_jsonb_member
+ *		A member of a jsonb object, or NULL if it has none (or is not an
+ *		object).
+ */
+JsonbValue *
+xplenty_jsonb_member(Jsonb *object, const char *key)
+{
+	JsonbValue	k;
+
+	if (!JB_ROOT_IS_OBJECT(object))
+		return NULL;
+	k.type = jbvString;
+	k.val.string.val = (char *) key;
+	k.val.string.len = strlen(key);
+	return findJsonbValueFromContainer(&object->root, JB_FOBJECT, &k);
+}
+
+/*
  * xplenty_jsonb_get_int64
  *		Fetch an integral number member of a jsonb object.
  */
 bool
 xplenty_jsonb_get_int64(Jsonb *object, const char *key, int64 *value)
 {
-	JsonbValue	k;
-	JsonbValue *v;
+	JsonbValue *v = xplenty_jsonb_member(object, key);
+	Numeric		num;
 	char	   *text;
 	char	   *end;
 	int64		result;
 
-	if (!JB_ROOT_IS_OBJECT(object))
-		return false;
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&object->root, JB_FOBJECT, &k);
 	if (v == NULL || v->type != jbvNumeric)
 		return false;
+	num = v->val.numeric;
 
 	/* Integral and in range, or not an ID: numeric_int8 would ereport. */
 	text = DatumGetCString(DirectFunctionCall1(numeric_out,
-											   NumericGetDatum(v->val.numeric)));
+											   NumericGetDatum(num)));
 	errno = 0;
 	result = strtoi64(text, &end, 10);
 	if (end == text || *end != '\0' || errno == ERANGE)
 		return false;
 	*value = result;
+	return true;
+}
+
+/*
+ * xplenty_jsonb_get_float8
+ *		Fetch a number member of a jsonb object as a float8.
+ */
+bool
+xplenty_jsonb_get_float8(Jsonb *object, const char *key, double *value)
+{
+	JsonbValue *v = xplenty_jsonb_member(object, key);
+	Datum		d;
+
+	if (v == NULL || v->type != jbvNumeric)
+		return false;
+	d = DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric));
+	*value = DatumGetFloat8(d);
 	return true;
 }
 
@@ -164,15 +194,8 @@ xplenty_jsonb_get_int64(Jsonb *object, const char *key, int64 *value)
 char *
 xplenty_jsonb_get_text(Jsonb *object, const char *key)
 {
-	JsonbValue	k;
-	JsonbValue *v;
+	JsonbValue *v = xplenty_jsonb_member(object, key);
 
-	if (!JB_ROOT_IS_OBJECT(object))
-		return NULL;
-	k.type = jbvString;
-	k.val.string.val = (char *) key;
-	k.val.string.len = strlen(key);
-	v = findJsonbValueFromContainer(&object->root, JB_FOBJECT, &k);
 	if (v == NULL || v->type != jbvString)
 		return NULL;
 	return pnstrdup(v->val.string.val, v->val.string.len);
@@ -240,17 +263,12 @@ xplenty_answer_snippet(const char *answer, size_t len)
 static void
 append_errors(StringInfo buf, Jsonb *body)
 {
-	JsonbValue	k;
-	JsonbValue *v;
+	JsonbValue *v = xplenty_jsonb_member(body, "errors");
 	JsonbIterator *it;
 	JsonbValue	elem;
 	JsonbIteratorToken tok;
 	bool		first = true;
 
-	k.type = jbvString;
-	k.val.string.val = "errors";
-	k.val.string.len = 6;
-	v = findJsonbValueFromContainer(&body->root, JB_FOBJECT, &k);
 	if (v == NULL || v->type != jbvBinary)
 		return;
 

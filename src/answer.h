@@ -19,8 +19,11 @@ extern char *xplenty_answer_message(const char *answer, size_t len);
 extern char *xplenty_answer_snippet(const char *answer, size_t len);
 extern Jsonb *xplenty_parse_job(const char *answer, size_t len,
 								int64 *job_id, char **problem);
+extern JsonbValue *xplenty_jsonb_member(Jsonb *object, const char *key);
 extern bool xplenty_jsonb_get_int64(Jsonb *object, const char *key,
 									int64 *value);
+extern bool xplenty_jsonb_get_float8(Jsonb *object, const char *key,
+									 double *value);
 extern char *xplenty_jsonb_get_text(Jsonb *object, const char *key);
 extern char *xplenty_format_api_time(TimestampTz ts);
 extern bool xplenty_parse_api_time(const char *text, TimestampTz *result);

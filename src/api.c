@@ -101,6 +101,28 @@ xplenty_run_job_answer(const XplentyHttpRequest *req,
 }
 
 /*
+ * perform_with_key
+ *		Send a request on the session's client with the API key in force,
+ *		and wipe our copy of the key however the call ends.
+ */
+static void
+perform_with_key(XplentyHttpRequest *req)
+{
+	char	   *api_key = xplenty_get_api_key();
+
+	PG_TRY();
+	{
+		xplenty_http_perform(req, api_key);
+	}
+	PG_FINALLY();
+	{
+		explicit_bzero(api_key, strlen(api_key));
+	}
+	PG_END_TRY();
+	pfree(api_key);
+}
+
+/*
  * xplenty_api_call
  *		Make one request on the session's client and wait for its answer;
  *		return its body as jsonb, or raise the ERROR its failure calls for.
@@ -114,7 +136,6 @@ xplenty_api_call(XplentyHttpMethod method, const char *path,
 {
 	XplentyHttpRequest req;
 	XplentyFailure failure;
-	char	   *api_key;
 	char	   *problem;
 	Jsonb	   *answer;
 
@@ -122,18 +143,7 @@ xplenty_api_call(XplentyHttpMethod method, const char *path,
 	req.method = method;
 	req.url = xplenty_api_endpoint(path);
 	req.single_attempt = false;
-
-	api_key = xplenty_get_api_key();
-	PG_TRY();
-	{
-		xplenty_http_perform(&req, api_key);
-	}
-	PG_FINALLY();
-	{
-		explicit_bzero(api_key, strlen(api_key));
-	}
-	PG_END_TRY();
-	pfree(api_key);
+	perform_with_key(&req);
 
 	if (xplenty_describe_failure(&req, expected_status, message, &failure))
 		xplenty_report_failure(&failure);
@@ -158,21 +168,10 @@ Jsonb *
 xplenty_run_job_now(const XplentyJobRequest *request)
 {
 	XplentyHttpRequest req;
-	char	   *api_key;
 	int64		job_id;
 
 	xplenty_prepare_run_job(&req, request);
-	api_key = xplenty_get_api_key();
-	PG_TRY();
-	{
-		xplenty_http_perform(&req, api_key);
-	}
-	PG_FINALLY();
-	{
-		explicit_bzero(api_key, strlen(api_key));
-	}
-	PG_END_TRY();
-	pfree(api_key);
+	perform_with_key(&req);
 
 	return xplenty_run_job_answer(&req, request, &job_id);
 }

@@ -75,7 +75,7 @@ xplenty_define_settings(void)
 							   check_account_id, NULL, NULL);
 
 	DefineCustomStringVariable("xplenty.api_key",
-							   "Xplenty API key used for HTTP Basic authentication.",
+							   "Xplenty API key, sent as the HTTP Basic user.",
 							   "Only superusers can see or change it.",
 							   &xplenty_api_key,
 							   "",
@@ -93,7 +93,7 @@ xplenty_define_settings(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomIntVariable("xplenty.connect_timeout",
-							"Longest time to wait for a connection to the API.",
+							"Longest wait for a connection to the API.",
 							NULL,
 							&xplenty_connect_timeout_ms,
 							10000, 1, INT_MAX,
@@ -102,7 +102,7 @@ xplenty_define_settings(void)
 
 	DefineCustomIntVariable("xplenty.request_timeout",
 							"Longest time a whole API request may take.",
-							"Includes connecting, sending and reading the answer.",
+							"Connecting, sending and reading the answer.",
 							&xplenty_request_timeout_ms,
 							60000, 1, INT_MAX,
 							PGC_USERSET, GUC_UNIT_MS,
@@ -117,7 +117,7 @@ xplenty_define_settings(void)
 							NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("xplenty.tls_verify",
-							 "Verify the API server's TLS certificate and host name.",
+							 "Verify the API server's certificate and name.",
 							 NULL,
 							 &xplenty_tls_verify,
 							 true,
@@ -134,8 +134,8 @@ xplenty_define_settings(void)
 							   NULL, NULL, NULL);
 
 	DefineCustomStringVariable("xplenty.proxy",
-							   "HTTP proxy for API requests, as a libcurl proxy URL.",
-							   "Empty means no proxy, whatever the environment says.",
+							   "HTTP proxy for API requests (a libcurl URL).",
+							   "Empty: no proxy, whatever the environment.",
 							   &xplenty_proxy,
 							   "",
 							   PGC_SUSET, 0,
@@ -263,7 +263,8 @@ check_api_url(char **newval, void **extra, GucSource source)
 	if (pg_strncasecmp(url, "http://", 7) != 0 &&
 		pg_strncasecmp(url, "https://", 8) != 0)
 	{
-		GUC_check_errdetail("The URL must begin with \"https://\" or \"http://\".");
+		GUC_check_errdetail("The URL must begin with \"https://\" or "
+							"\"http://\".");
 		return false;
 	}
 
@@ -271,7 +272,8 @@ check_api_url(char **newval, void **extra, GucSource source)
 	{
 		if ((unsigned char) *p <= ' ' || *p == '?' || *p == '#')
 		{
-			GUC_check_errdetail("The URL must not contain spaces, control characters, a query or a fragment.");
+			GUC_check_errdetail("The URL must not contain spaces, control "
+								"characters, a query or a fragment.");
 			return false;
 		}
 	}
@@ -305,7 +307,8 @@ check_account_id(char **newval, void **extra, GucSource source)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 			  (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
 		{
-			GUC_check_errdetail("An account ID consists of letters, digits, \"-\" and \"_\".");
+			GUC_check_errdetail("An account ID consists of letters, digits, "
+								"\"-\" and \"_\".");
 			return false;
 		}
 	}
@@ -434,7 +437,8 @@ xplenty_get_api_key(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("xplenty.api_key does not hold a valid API key"),
-				 errdetail("It is longer than %d bytes.", MAX_API_KEY_LENGTH)));
+				 errdetail("It is longer than %d bytes.",
+						   MAX_API_KEY_LENGTH)));
 	check_api_key_text(xplenty_api_key, "xplenty.api_key");
 	return pstrdup(xplenty_api_key);
 }

@@ -101,10 +101,12 @@ trigger_int_argument(Trigger *trigger, int n, const char *what)
 static Jsonb *
 trigger_jsonb_argument(Trigger *trigger, int n)
 {
+	Datum		arg;
+
 	if (trigger->tgnargs <= n || trigger->tgargs[n][0] == '\0')
 		return NULL;
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-											  CStringGetDatum(trigger->tgargs[n])));
+	arg = CStringGetDatum(trigger->tgargs[n]);
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, arg));
 }
 
 /*

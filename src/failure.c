@@ -135,7 +135,8 @@ describe_transport(const XplentyHttpRequest *req, XplentyFailure *failure)
 
 	if (req->outcome == XPLENTY_HTTP_NOT_SENT)
 	{
-		failure->sqlerrcode = ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
+		failure->sqlerrcode =
+			ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION;
 		failure->retry = XPLENTY_RETRY_SAFE;
 		switch (req->curl_code)
 		{

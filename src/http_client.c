@@ -45,6 +45,7 @@
 #define MAX_SOCKET_EVENTS 64
 
 #define USER_AGENT "xplenty-postgresql/1.0"
+#define ACCEPT_HEADER "Accept: application/vnd.xplenty+json; version=2"
 
 struct XplentyHttpClient
 {
@@ -104,16 +105,14 @@ initialize_curl(void)
 	 * "Expect:" with no value keeps libcurl from sending "Expect:
 	 * 100-continue" and waiting for an interim answer before a large body.
 	 */
-	list = curl_slist_append(NULL,
-							 "Accept: application/vnd.xplenty+json; version=2");
+	list = curl_slist_append(NULL, ACCEPT_HEADER);
 	if (list == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory")));
 	get_headers = list;
 
-	list = curl_slist_append(NULL,
-							 "Accept: application/vnd.xplenty+json; version=2");
+	list = curl_slist_append(NULL, ACCEPT_HEADER);
 	if (list != NULL)
 		list = curl_slist_append(list, "Content-Type: application/json");
 	if (list != NULL)
@@ -731,10 +730,19 @@ xplenty_http_wait(XplentyHttpClient *client, long timeout_ms,
 		}
 	}
 
+	/*
+	 * libcurl's timer is one-shot: once it has expired and libcurl has been
+	 * told, it is gone until libcurl sets another through set_timer.
+	 * Forgetting it here is what keeps an expired timer from making every
+	 * later wait return at once.
+	 */
 	curl_timer_due = (time_to_curl_timer(client) == 0);
 	if (curl_timer_due)
+	{
+		client->timer_ms = -1;
 		curl_multi_socket_action(client->multi, CURL_SOCKET_TIMEOUT, 0,
 								 &running);
+	}
 	else if (nevents == 0 && wait_ms == timeout_ms && curl_wait != 0)
 		result |= XPLENTY_WAKE_TIMEOUT;
 

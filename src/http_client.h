@@ -82,7 +82,7 @@ extern void xplenty_http_start(XplentyHttpClient *client,
 							   const char *api_key);
 extern int	xplenty_http_wait(XplentyHttpClient *client, long timeout_ms,
 							  uint32 wait_event_info);
-extern XplentyHttpRequest *xplenty_http_next_finished(XplentyHttpClient *client);
+extern XplentyHttpRequest *xplenty_http_next_finished(XplentyHttpClient *c);
 extern void xplenty_http_cancel(XplentyHttpClient *client,
 								XplentyHttpRequest *req);
 extern int	xplenty_http_in_flight(XplentyHttpClient *client);

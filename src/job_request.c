@@ -62,39 +62,7 @@ xplenty_job_request_from_args(FunctionCallInfo fcinfo,
  *		The JSON type of a jsonb value, for messages.
  */
 static const char *
-json_type_name(Jsonb *value)
-{
-	if (JB_ROOT_IS_SCALAR(value))
-	{
-		JsonbValue	scalar;
-
-		if (JsonbExtractScalar(&value->root, &scalar))
-		{
-			switch (scalar.type)
-			{
-				case jbvNull:
-					return "null";
-				case jbvString:
-					return "a string";
-				case jbvNumeric:
-					return "a number";
-				case jbvBool:
-					return "a boolean";
-				default:
-					break;
-			}
-		}
-		return "a scalar";
-	}
-	return JB_ROOT_IS_ARRAY(value) ? "an array" : "an object";
-}
-
-/*
- * jsonb_value_type_name
- *		The JSON type of a value met while iterating, for messages.
- */
-static const char *
-jsonb_value_type_name(const JsonbValue *value)
+json_type_name(const JsonbValue *value)
 {
 	switch (value->type)
 	{
@@ -112,6 +80,20 @@ jsonb_value_type_name(const JsonbValue *value)
 		default:
 			return "not a string";
 	}
+}
+
+/*
+ * jsonb_type_name
+ *		The JSON type of a whole jsonb datum, for messages.
+ */
+static const char *
+jsonb_type_name(Jsonb *value)
+{
+	JsonbValue	v;
+
+	if (JsonbExtractScalar(&value->root, &v))
+		return json_type_name(&v);
+	return JB_ROOT_IS_ARRAY(value) ? "an array" : "an object";
 }
 
 /*
@@ -157,7 +139,7 @@ check_variables(Jsonb *variables, const char *argname)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s must be a JSON object", argname),
 				 errdetail("The value given is %s.",
-						   json_type_name(variables)),
+						   jsonb_type_name(variables)),
 				 errhint("Give the variables as an object of names and "
 						 "values, for example '{\"DAY\": \"2026-12-03\"}'.")));
 
@@ -182,7 +164,7 @@ check_variables(Jsonb *variables, const char *argname)
 					 errmsg("value of variable \"%s\" must be a JSON string",
 							name),
 					 errdetail("In %s, the value given is %s.", argname,
-							   jsonb_value_type_name(&v)),
+							   json_type_name(&v)),
 					 errhint("Xplenty variables are expressions written as "
 							 "text: for example {\"LIMIT\": \"10\"} or "
 							 "{\"NAME\": \"'text'\"}.")));

@@ -59,19 +59,28 @@ job_id_argument(FunctionCallInfo fcinfo)
 }
 
 /*
+ * job_call
+ *		Make a call on /jobs/:id and return the answer; what is the verb
+ *		of the failure message ("get", "stop").
+ */
+static Jsonb *
+job_call(XplentyHttpMethod method, int64 job_id, const char *what)
+{
+	return xplenty_api_call(method, psprintf("jobs/" INT64_FORMAT, job_id),
+							200,
+							psprintf("could not %s Xplenty job " INT64_FORMAT,
+									 what, job_id));
+}
+
+/*
  * xplenty_job
  *		xplenty_job(job_id): GET /jobs/:id, the job as the API has it now.
  */
 Datum
 xplenty_job(PG_FUNCTION_ARGS)
 {
-	int64		job_id = job_id_argument(fcinfo);
-
-	PG_RETURN_JSONB_P(xplenty_api_call(XPLENTY_HTTP_GET,
-									   psprintf("jobs/" INT64_FORMAT, job_id),
-									   200,
-									   psprintf("could not get Xplenty job "
-												INT64_FORMAT, job_id)));
+	PG_RETURN_JSONB_P(job_call(XPLENTY_HTTP_GET, job_id_argument(fcinfo),
+							   "get"));
 }
 
 /*
@@ -82,13 +91,8 @@ xplenty_job(PG_FUNCTION_ARGS)
 Datum
 xplenty_stop_job(PG_FUNCTION_ARGS)
 {
-	int64		job_id = job_id_argument(fcinfo);
-
-	PG_RETURN_JSONB_P(xplenty_api_call(XPLENTY_HTTP_DELETE,
-									   psprintf("jobs/" INT64_FORMAT, job_id),
-									   200,
-									   psprintf("could not stop Xplenty job "
-												INT64_FORMAT, job_id)));
+	PG_RETURN_JSONB_P(job_call(XPLENTY_HTTP_DELETE, job_id_argument(fcinfo),
+							   "stop"));
 }
 
 /*
@@ -109,14 +113,16 @@ xplenty_job_log(PG_FUNCTION_ARGS)
 							  200, message);
 	body = xplenty_jsonb_get_text(answer, "body");
 	if (body == NULL)
+	{
+		char	   *text = JsonbToCString(NULL, &answer->root,
+										  VARSIZE(answer));
+
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
 				 errmsg("%s", message),
 				 errdetail("The answer has no \"body\" text: %s",
-						   xplenty_answer_snippet(JsonbToCString(NULL,
-																 &answer->root,
-																 VARSIZE(answer)),
-												  VARSIZE(answer)))));
+						   xplenty_answer_snippet(text, strlen(text)))));
+	}
 	PG_RETURN_TEXT_P(cstring_to_text(body));
 }
 
@@ -166,27 +172,6 @@ time_datum(Jsonb *job, const char *key, bool *isnull)
 }
 
 /*
- * progress_datum
- *		A job's progress (0.0 to 1.0) as a float8 datum; null if none.
- */
-static Datum
-progress_datum(Jsonb *job, bool *isnull)
-{
-	JsonbValue	k;
-	JsonbValue *v;
-
-	k.type = jbvString;
-	k.val.string.val = "progress";
-	k.val.string.len = 8;
-	v = findJsonbValueFromContainer(&job->root, JB_FOBJECT, &k);
-	*isnull = (v == NULL || v->type != jbvNumeric);
-	if (*isnull)
-		return (Datum) 0;
-	return DirectFunctionCall1(numeric_float8,
-							   NumericGetDatum(v->val.numeric));
-}
-
-/*
  * put_job_row
  *		Add a row for one job of a list answer to the result.
  */
@@ -196,6 +181,7 @@ put_job_row(ReturnSetInfo *rsinfo, Jsonb *job)
 	Datum		values[JOBS_COLUMNS];
 	bool		nulls[JOBS_COLUMNS];
 	int64		n;
+	double		progress;
 	char	   *text;
 
 	memset(nulls, false, sizeof(nulls));
@@ -211,7 +197,8 @@ put_job_row(ReturnSetInfo *rsinfo, Jsonb *job)
 	nulls[3] = !xplenty_jsonb_get_int64(job, "cluster_id", &n) ||
 		n <= 0 || n > PG_INT32_MAX;
 	values[3] = Int32GetDatum((int32) n);
-	values[4] = progress_datum(job, &nulls[4]);
+	nulls[4] = !xplenty_jsonb_get_float8(job, "progress", &progress);
+	values[4] = Float8GetDatum(progress);
 	values[5] = time_datum(job, "created_at", &nulls[5]);
 	values[6] = time_datum(job, "started_at", &nulls[6]);
 	values[7] = time_datum(job, "updated_at", &nulls[7]);

@@ -19,7 +19,6 @@
 #include "postgres.h"
 
 #include "common/pg_prng.h"
-#include "utils/fmgrprotos.h"
 #include "utils/timestamp.h"
 
 #include "answer.h"
@@ -55,24 +54,12 @@ xplenty_job_status_is_final(const char *status)
 void
 xplenty_job_state(Jsonb *job, XplentyJobState *state)
 {
-	JsonbValue	k;
-	JsonbValue *v;
 	char	   *text;
 
 	memset(state, 0, sizeof(XplentyJobState));
 	state->status = xplenty_jsonb_get_text(job, "status");
-
-	k.type = jbvString;
-	k.val.string.val = "progress";
-	k.val.string.len = 8;
-	v = findJsonbValueFromContainer(&job->root, JB_FOBJECT, &k);
-	if (v != NULL && v->type == jbvNumeric)
-	{
-		state->progress =
-			DatumGetFloat8(DirectFunctionCall1(numeric_float8,
-											   NumericGetDatum(v->val.numeric)));
-		state->has_progress = true;
-	}
+	state->has_progress = xplenty_jsonb_get_float8(job, "progress",
+												   &state->progress);
 
 	state->errors = xplenty_jsonb_get_text(job, "errors");
 	if (state->errors != NULL && state->errors[0] == '\0')

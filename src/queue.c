@@ -177,284 +177,215 @@ xplenty_queue_exists(void)
 }
 
 /*
- * statement_text
- *		The SQL of a statement, with the queue table's qualified name in
- *		place of each %1$s.
+ * The statements: their SQL, with the queue table's qualified name in
+ * place of each %1$s, and their parameter types.  Indexed by
+ * QueueStatement.
  */
-static char *
-statement_text(QueueStatement which, const char *table)
+typedef struct QueueStatementDef
 {
-	switch (which)
-	{
-		case STMT_INSERT:
-			return psprintf("INSERT INTO %1$s (cluster_id, package_id, "
-							"variables, dynamic_variables, dedup_key, "
-							"enqueued_by, depends_on, status) "
-							"VALUES ($1, $2, $3, $4, $5, $6, $7, "
-							"CASE WHEN $7 IS NULL THEN 'queued' "
-							"ELSE 'waiting' END) "
-							"ON CONFLICT (dedup_key) WHERE status IN "
-							PENDING_STATUSES " DO NOTHING RETURNING id",
-							table);
-		case STMT_FIND_PENDING_KEY:
-			return psprintf("SELECT id FROM %1$s "
-							"WHERE dedup_key OPERATOR(pg_catalog.=) $1 "
-							"AND status IN " PENDING_STATUSES,
-							table);
-		case STMT_RECOVER:
-			return psprintf("UPDATE %1$s SET status = 'checking', "
-							"next_attempt_at = pg_catalog.now(), "
-							"updated_at = pg_catalog.now(), "
-							"last_error = 'the worker stopped while the "
-							"request was being sent' "
-							"WHERE status = 'submitting'",
-							table);
-		case STMT_CLAIM_SENDS:
-			return psprintf("UPDATE %1$s SET status = 'submitting', "
-							"attempts = attempts OPERATOR(pg_catalog.+) 1, "
-							"first_sent_at = COALESCE(first_sent_at, "
-							"pg_catalog.now()), "
-							"updated_at = pg_catalog.now() "
-							"WHERE id IN (SELECT id FROM %1$s "
-							"WHERE status = 'queued' AND next_attempt_at "
-							"OPERATOR(pg_catalog.<=) pg_catalog.now() "
-							"ORDER BY next_attempt_at, id LIMIT $1 "
-							"FOR UPDATE SKIP LOCKED) "
-							"RETURNING id, cluster_id, package_id, "
-							"variables, dynamic_variables, attempts, "
-							"checks, first_sent_at",
-							table);
-		case STMT_CLAIM_CHECKS:
-			return psprintf("UPDATE %1$s SET "
-							"checks = checks OPERATOR(pg_catalog.+) 1, "
-							"next_attempt_at = pg_catalog.now() "
-							"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
-							"secs => $2 OPERATOR(pg_catalog./) 1000.0), "
-							"updated_at = pg_catalog.now() "
-							"WHERE id IN (SELECT id FROM %1$s "
-							"WHERE status = 'checking' AND next_attempt_at "
-							"OPERATOR(pg_catalog.<=) pg_catalog.now() "
-							"ORDER BY next_attempt_at, id LIMIT $1 "
-							"FOR UPDATE SKIP LOCKED) "
-							"RETURNING id, cluster_id, package_id, "
-							"variables, dynamic_variables, attempts, "
-							"checks, first_sent_at",
-							table);
-		case STMT_SET_SUBMITTED:
-			return psprintf("UPDATE %1$s SET status = 'submitted', "
-							"job_id = $2, job = $8, last_error = $9, "
-							"submitted_at = pg_catalog.now(), "
-							SET_JOB_STATE " "
-							"WHERE id OPERATOR(pg_catalog.=) $1",
-							table);
-		case STMT_SET_PENDING:
-			return psprintf("UPDATE %1$s SET status = $2, "
-							"next_attempt_at = pg_catalog.now() "
-							"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
-							"secs => $3 OPERATOR(pg_catalog./) 1000.0), "
-							"last_error = COALESCE($4, last_error), "
-							"resent_after_check = resent_after_check OR $5, "
-							"updated_at = pg_catalog.now() "
-							"WHERE id OPERATOR(pg_catalog.=) $1",
-							table);
-		case STMT_SET_FINAL:
-			return psprintf("UPDATE %1$s SET status = $2, last_error = $3, "
-							"updated_at = pg_catalog.now() "
-							"WHERE id OPERATOR(pg_catalog.=) $1",
-							table);
-		case STMT_JOB_ADOPTED:
-			return psprintf("SELECT 1 FROM %1$s "
-							"WHERE job_id OPERATOR(pg_catalog.=) $1",
-							table);
-		case STMT_MS_UNTIL_DUE:
-			return psprintf("SELECT (SELECT pg_catalog.ceil("
-							"pg_catalog.date_part('epoch', "
-							"pg_catalog.min(next_attempt_at) "
-							"OPERATOR(pg_catalog.-) "
-							"pg_catalog.clock_timestamp()) "
-							"OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 "
-							"FROM %1$s WHERE status IN ('queued', "
-							"'checking')), "
-							"(SELECT pg_catalog.ceil("
-							"pg_catalog.date_part('epoch', "
-							"pg_catalog.min(next_poll_at) "
-							"OPERATOR(pg_catalog.-) "
-							"pg_catalog.clock_timestamp()) "
-							"OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 "
-							"FROM %1$s WHERE status = 'submitted' "
-							"AND job_finished_at IS NULL)",
-							table);
-		case STMT_DELETE_FINISHED:
-			return psprintf("DELETE FROM %1$s WHERE id IN (SELECT f.id "
-							"FROM %1$s f WHERE (f.status = 'failed' "
-							"OR f.job_finished_at IS NOT NULL) "
-							"AND f.updated_at "
-							"OPERATOR(pg_catalog.<) (pg_catalog.now() "
-							"OPERATOR(pg_catalog.-) pg_catalog.make_interval("
-							"secs => $1)) AND NOT EXISTS (SELECT 1 "
-							"FROM %1$s w WHERE w.status = 'waiting' "
-							"AND w.depends_on OPERATOR(pg_catalog.=) f.id) "
-							"LIMIT $2)",
-							table);
-		case STMT_REQUEST_EXISTS:
-			return psprintf("SELECT 1 FROM %1$s "
-							"WHERE id OPERATOR(pg_catalog.=) $1",
-							table);
-		case STMT_CLAIM_POLLS:
-			return psprintf("UPDATE %1$s SET "
-							"polls = polls OPERATOR(pg_catalog.+) 1, "
-							"next_poll_at = pg_catalog.now() "
-							"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
-							"secs => $2 OPERATOR(pg_catalog./) 1000.0) "
-							"WHERE id IN (SELECT id FROM %1$s "
-							"WHERE status = 'submitted' "
-							"AND job_finished_at IS NULL "
-							"AND next_poll_at OPERATOR(pg_catalog.<=) "
-							"pg_catalog.now() ORDER BY next_poll_at "
-							"LIMIT $1 FOR UPDATE SKIP LOCKED) "
-							"RETURNING id, job_id, job_status, "
-							"pg_catalog.date_part('epoch', pg_catalog.now() "
-							"OPERATOR(pg_catalog.-) submitted_at)",
-							table);
-		case STMT_SET_JOB:
-			return psprintf("UPDATE %1$s SET job = $2, "
-							"last_poll_error = NULL, " SET_JOB_STATE " "
-							"WHERE id OPERATOR(pg_catalog.=) $1",
-							table);
-		case STMT_SET_POLL_FAILED:
-			return psprintf("UPDATE %1$s SET last_poll_error = $2, "
-							"next_poll_at = pg_catalog.now() "
-							"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
-							"secs => $3 OPERATOR(pg_catalog./) 1000.0) "
-							"WHERE id OPERATOR(pg_catalog.=) $1",
-							table);
-		case STMT_TWIN_SUBMITTING:
-			return psprintf("SELECT 1 FROM %1$s WHERE status = 'submitting' "
-							"AND id OPERATOR(pg_catalog.<>) $1 "
-							"AND cluster_id OPERATOR(pg_catalog.=) $2 "
-							"AND package_id OPERATOR(pg_catalog.=) $3 "
-							"AND (variables OPERATOR(pg_catalog.=) $4 "
-							"OR (variables IS NULL AND $4 IS NULL)) "
-							"AND (dynamic_variables OPERATOR(pg_catalog.=) $5 "
-							"OR (dynamic_variables IS NULL AND $5 IS NULL)) "
-							"LIMIT 1",
-							table);
-		case STMT_NOTIFY:
-			return pstrdup("SELECT pg_catalog.pg_notify('" NOTIFY_CHANNEL
-						   "', $1)");
-		case STMT_RESOLVE_WAITING:
-			return psprintf("UPDATE %1$s w SET "
-							"status = CASE WHEN d.job_status = 'completed' "
-							"THEN 'queued' ELSE 'failed' END, "
-							"last_error = CASE "
-							"WHEN d.job_status = 'completed' THEN NULL "
-							"WHEN d.status = 'failed' THEN "
-							"pg_catalog.format('queued request %%s, which "
-							"this one depends on, failed', d.id) "
-							"ELSE pg_catalog.format('job %%s of queued "
-							"request %%s, which this one depends on, ended "
-							"%%s', d.job_id, d.id, d.job_status) END, "
-							"next_attempt_at = pg_catalog.now(), "
-							"updated_at = pg_catalog.now() "
-							"FROM %1$s d WHERE w.status = 'waiting' "
-							"AND w.depends_on OPERATOR(pg_catalog.=) d.id "
-							"AND (d.status = 'failed' OR d.job_status IN "
-							"('completed', 'failed', 'stopped'))",
-							table);
-		case NUM_STATEMENTS:
-			break;
-	}
-	elog(ERROR, "unknown queue statement %d", (int) which);
-	return NULL;				/* keep compiler quiet */
-}
+	const char *sql;
+	int			nargs;
+	Oid			argtypes[9];
+} QueueStatementDef;
 
-/*
- * statement_argtypes
- *		The parameter types of a statement, and their number.
- */
-static int
-statement_argtypes(QueueStatement which, Oid *types)
-{
-	switch (which)
-	{
-		case STMT_INSERT:
-			types[0] = INT4OID;
-			types[1] = INT4OID;
-			types[2] = JSONBOID;
-			types[3] = JSONBOID;
-			types[4] = TEXTOID;
-			types[5] = NAMEOID;
-			types[6] = INT8OID;
-			return 7;
-		case STMT_FIND_PENDING_KEY:
-			types[0] = TEXTOID;
-			return 1;
-		case STMT_CLAIM_SENDS:
-			types[0] = INT4OID;
-			return 1;
-		case STMT_CLAIM_CHECKS:
-			types[0] = INT4OID;
-			types[1] = INT8OID;
-			return 2;
-		case STMT_SET_SUBMITTED:
-		case STMT_SET_JOB:
-			types[0] = INT8OID;
-			types[1] = which == STMT_SET_JOB ? JSONBOID : INT8OID;
-			types[2] = TEXTOID;
-			types[3] = FLOAT8OID;
-			types[4] = TEXTOID;
-			types[5] = TIMESTAMPTZOID;
-			types[6] = INT8OID;
-			if (which == STMT_SET_JOB)
-				return 7;
-			types[7] = JSONBOID;
-			types[8] = TEXTOID;
-			return 9;
-		case STMT_REQUEST_EXISTS:
-			types[0] = INT8OID;
-			return 1;
-		case STMT_CLAIM_POLLS:
-			types[0] = INT4OID;
-			types[1] = INT8OID;
-			return 2;
-		case STMT_SET_POLL_FAILED:
-			types[0] = INT8OID;
-			types[1] = TEXTOID;
-			types[2] = INT8OID;
-			return 3;
-		case STMT_NOTIFY:
-			types[0] = TEXTOID;
-			return 1;
-		case STMT_TWIN_SUBMITTING:
-			types[0] = INT8OID;
-			types[1] = INT4OID;
-			types[2] = INT4OID;
-			types[3] = JSONBOID;
-			types[4] = JSONBOID;
-			return 5;
-		case STMT_SET_PENDING:
-			types[0] = INT8OID;
-			types[1] = TEXTOID;
-			types[2] = INT8OID;
-			types[3] = TEXTOID;
-			types[4] = BOOLOID;
-			return 5;
-		case STMT_SET_FINAL:
-			types[0] = INT8OID;
-			types[1] = TEXTOID;
-			types[2] = TEXTOID;
-			return 3;
-		case STMT_JOB_ADOPTED:
-			types[0] = INT8OID;
-			return 1;
-		case STMT_DELETE_FINISHED:
-			types[0] = INT4OID;
-			types[1] = INT4OID;
-			return 2;
-		default:
-			return 0;
+static const QueueStatementDef statements[NUM_STATEMENTS] = {
+	[STMT_INSERT] = {
+		"INSERT INTO %1$s (cluster_id, package_id, "
+		"variables, dynamic_variables, dedup_key, "
+		"enqueued_by, depends_on, status) "
+		"VALUES ($1, $2, $3, $4, $5, $6, $7, "
+		"CASE WHEN $7 IS NULL THEN 'queued' "
+		"ELSE 'waiting' END) "
+		"ON CONFLICT (dedup_key) WHERE status IN "
+		PENDING_STATUSES " DO NOTHING RETURNING id",
+		7, {INT4OID, INT4OID, JSONBOID, JSONBOID, TEXTOID, NAMEOID, INT8OID}
+	},
+	[STMT_FIND_PENDING_KEY] = {
+		"SELECT id FROM %1$s "
+		"WHERE dedup_key OPERATOR(pg_catalog.=) $1 "
+		"AND status IN " PENDING_STATUSES,
+		1, {TEXTOID}
+	},
+	[STMT_RECOVER] = {
+		"UPDATE %1$s SET status = 'checking', "
+		"next_attempt_at = pg_catalog.now(), "
+		"updated_at = pg_catalog.now(), "
+		"last_error = 'the worker stopped while the "
+		"request was being sent' "
+		"WHERE status = 'submitting'",
+		0, {InvalidOid}
+	},
+	[STMT_CLAIM_SENDS] = {
+		"UPDATE %1$s SET status = 'submitting', "
+		"attempts = attempts OPERATOR(pg_catalog.+) 1, "
+		"first_sent_at = COALESCE(first_sent_at, "
+		"pg_catalog.now()), "
+		"updated_at = pg_catalog.now() "
+		"WHERE id IN (SELECT id FROM %1$s "
+		"WHERE status = 'queued' AND next_attempt_at "
+		"OPERATOR(pg_catalog.<=) pg_catalog.now() "
+		"ORDER BY next_attempt_at, id LIMIT $1 "
+		"FOR UPDATE SKIP LOCKED) "
+		"RETURNING id, cluster_id, package_id, "
+		"variables, dynamic_variables, attempts, "
+		"checks, first_sent_at",
+		1, {INT4OID}
+	},
+	[STMT_CLAIM_CHECKS] = {
+		"UPDATE %1$s SET "
+		"checks = checks OPERATOR(pg_catalog.+) 1, "
+		"next_attempt_at = pg_catalog.now() "
+		"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
+		"secs => $2 OPERATOR(pg_catalog./) 1000.0), "
+		"updated_at = pg_catalog.now() "
+		"WHERE id IN (SELECT id FROM %1$s "
+		"WHERE status = 'checking' AND next_attempt_at "
+		"OPERATOR(pg_catalog.<=) pg_catalog.now() "
+		"ORDER BY next_attempt_at, id LIMIT $1 "
+		"FOR UPDATE SKIP LOCKED) "
+		"RETURNING id, cluster_id, package_id, "
+		"variables, dynamic_variables, attempts, "
+		"checks, first_sent_at",
+		2, {INT4OID, INT8OID}
+	},
+	[STMT_SET_SUBMITTED] = {
+		"UPDATE %1$s SET status = 'submitted', "
+		"job_id = $2, job = $8, last_error = $9, "
+		"submitted_at = pg_catalog.now(), "
+		SET_JOB_STATE " "
+		"WHERE id OPERATOR(pg_catalog.=) $1",
+		9, {INT8OID, INT8OID, TEXTOID, FLOAT8OID, TEXTOID, TIMESTAMPTZOID,
+			INT8OID, JSONBOID, TEXTOID}
+	},
+	[STMT_SET_PENDING] = {
+		"UPDATE %1$s SET status = $2, "
+		"next_attempt_at = pg_catalog.now() "
+		"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
+		"secs => $3 OPERATOR(pg_catalog./) 1000.0), "
+		"last_error = COALESCE($4, last_error), "
+		"resent_after_check = resent_after_check OR $5, "
+		"updated_at = pg_catalog.now() "
+		"WHERE id OPERATOR(pg_catalog.=) $1",
+		5, {INT8OID, TEXTOID, INT8OID, TEXTOID, BOOLOID}
+	},
+	[STMT_SET_FINAL] = {
+		"UPDATE %1$s SET status = $2, last_error = $3, "
+		"updated_at = pg_catalog.now() "
+		"WHERE id OPERATOR(pg_catalog.=) $1",
+		3, {INT8OID, TEXTOID, TEXTOID}
+	},
+	[STMT_JOB_ADOPTED] = {
+		"SELECT 1 FROM %1$s "
+		"WHERE job_id OPERATOR(pg_catalog.=) $1",
+		1, {INT8OID}
+	},
+	[STMT_MS_UNTIL_DUE] = {
+		"SELECT (SELECT pg_catalog.ceil("
+		"pg_catalog.date_part('epoch', "
+		"pg_catalog.min(next_attempt_at) "
+		"OPERATOR(pg_catalog.-) "
+		"pg_catalog.clock_timestamp()) "
+		"OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 "
+		"FROM %1$s WHERE status IN ('queued', "
+		"'checking')), "
+		"(SELECT pg_catalog.ceil("
+		"pg_catalog.date_part('epoch', "
+		"pg_catalog.min(next_poll_at) "
+		"OPERATOR(pg_catalog.-) "
+		"pg_catalog.clock_timestamp()) "
+		"OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8 "
+		"FROM %1$s WHERE status = 'submitted' "
+		"AND job_finished_at IS NULL)",
+		0, {InvalidOid}
+	},
+	[STMT_DELETE_FINISHED] = {
+		"DELETE FROM %1$s WHERE id IN (SELECT f.id "
+		"FROM %1$s f WHERE (f.status = 'failed' "
+		"OR f.job_finished_at IS NOT NULL) "
+		"AND f.updated_at "
+		"OPERATOR(pg_catalog.<) (pg_catalog.now() "
+		"OPERATOR(pg_catalog.-) pg_catalog.make_interval("
+		"secs => $1)) AND NOT EXISTS (SELECT 1 "
+		"FROM %1$s w WHERE w.status = 'waiting' "
+		"AND w.depends_on OPERATOR(pg_catalog.=) f.id) "
+		"LIMIT $2)",
+		2, {INT4OID, INT4OID}
+	},
+	[STMT_REQUEST_EXISTS] = {
+		"SELECT 1 FROM %1$s "
+		"WHERE id OPERATOR(pg_catalog.=) $1",
+		1, {INT8OID}
+	},
+	[STMT_CLAIM_POLLS] = {
+		"UPDATE %1$s SET "
+		"polls = polls OPERATOR(pg_catalog.+) 1, "
+		"next_poll_at = pg_catalog.now() "
+		"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
+		"secs => $2 OPERATOR(pg_catalog./) 1000.0) "
+		"WHERE id IN (SELECT id FROM %1$s "
+		"WHERE status = 'submitted' "
+		"AND job_finished_at IS NULL "
+		"AND next_poll_at OPERATOR(pg_catalog.<=) "
+		"pg_catalog.now() ORDER BY next_poll_at "
+		"LIMIT $1 FOR UPDATE SKIP LOCKED) "
+		"RETURNING id, job_id, job_status, "
+		"pg_catalog.date_part('epoch', pg_catalog.now() "
+		"OPERATOR(pg_catalog.-) submitted_at)",
+		2, {INT4OID, INT8OID}
+	},
+	[STMT_SET_JOB] = {
+		"UPDATE %1$s SET job = $2, "
+		"last_poll_error = NULL, " SET_JOB_STATE " "
+		"WHERE id OPERATOR(pg_catalog.=) $1",
+		7, {INT8OID, JSONBOID, TEXTOID, FLOAT8OID, TEXTOID, TIMESTAMPTZOID,
+			INT8OID}
+	},
+	[STMT_SET_POLL_FAILED] = {
+		"UPDATE %1$s SET last_poll_error = $2, "
+		"next_poll_at = pg_catalog.now() "
+		"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
+		"secs => $3 OPERATOR(pg_catalog./) 1000.0) "
+		"WHERE id OPERATOR(pg_catalog.=) $1",
+		3, {INT8OID, TEXTOID, INT8OID}
+	},
+	[STMT_NOTIFY] = {
+		"SELECT pg_catalog.pg_notify('" NOTIFY_CHANNEL
+		"', $1)",
+		1, {TEXTOID}
+	},
+	[STMT_RESOLVE_WAITING] = {
+		"UPDATE %1$s w SET "
+		"status = CASE WHEN d.job_status = 'completed' "
+		"THEN 'queued' ELSE 'failed' END, "
+		"last_error = CASE "
+		"WHEN d.job_status = 'completed' THEN NULL "
+		"WHEN d.status = 'failed' THEN "
+		"pg_catalog.format('queued request %%s, which "
+		"this one depends on, failed', d.id) "
+		"ELSE pg_catalog.format('job %%s of queued "
+		"request %%s, which this one depends on, ended "
+		"%%s', d.job_id, d.id, d.job_status) END, "
+		"next_attempt_at = pg_catalog.now(), "
+		"updated_at = pg_catalog.now() "
+		"FROM %1$s d WHERE w.status = 'waiting' "
+		"AND w.depends_on OPERATOR(pg_catalog.=) d.id "
+		"AND (d.status = 'failed' OR d.job_status IN "
+		"('completed', 'failed', 'stopped'))",
+		0, {InvalidOid}
+	},
+	[STMT_TWIN_SUBMITTING] = {
+		"SELECT 1 FROM %1$s WHERE status = 'submitting' "
+		"AND id OPERATOR(pg_catalog.<>) $1 "
+		"AND cluster_id OPERATOR(pg_catalog.=) $2 "
+		"AND package_id OPERATOR(pg_catalog.=) $3 "
+		"AND (variables OPERATOR(pg_catalog.=) $4 "
+		"OR (variables IS NULL AND $4 IS NULL)) "
+		"AND (dynamic_variables OPERATOR(pg_catalog.=) $5 "
+		"OR (dynamic_variables IS NULL AND $5 IS NULL)) "
+		"LIMIT 1",
+		5, {INT8OID, INT4OID, INT4OID, JSONBOID, JSONBOID}
 	}
-}
+};
 
 /*
  * get_plan
@@ -482,16 +413,15 @@ get_plan(QueueStatement which)
 
 	if (plans[which] == NULL)
 	{
-		Oid			argtypes[12];
-		int			nargs = statement_argtypes(which, argtypes);
+		const QueueStatementDef *def = &statements[which];
 		char	   *table;
 		char	   *sql;
 		SPIPlanPtr	plan;
 
-		table = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-										   get_rel_name(relid));
-		sql = statement_text(which, table);
-		plan = SPI_prepare(sql, nargs, argtypes);
+		table = quote_qualified_identifier(
+			get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
+		sql = psprintf(def->sql, table);
+		plan = SPI_prepare(sql, def->nargs, (Oid *) def->argtypes);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare queue statement: %s",
 				 SPI_result_code_string(SPI_result));
@@ -624,6 +554,10 @@ xplenty_queue_insert(const XplentyJobRequest *request, const char *dedup_key,
 	return id;
 }
 
+/* Fills in a claimed request from a row of the claim's answer. */
+typedef void (*ClaimedRowReader) (XplentyQueuedRequest *q, HeapTuple tuple,
+								  TupleDesc desc);
+
 /*
  * read_claimed
  *		Turn the rows a claim returned into XplentyQueuedRequests, each in
@@ -635,40 +569,68 @@ xplenty_queue_insert(const XplentyJobRequest *request, const char *dedup_key,
  * what keeps the worker's memory flat however many requests go through.
  */
 static List *
-read_claimed(MemoryContext parent)
+read_claimed(MemoryContext parent, ClaimedRowReader read_row)
 {
 	List	   *result = NIL;
 	TupleDesc	desc = SPI_tuptable->tupdesc;
 
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		HeapTuple	tuple = SPI_tuptable->vals[i];
 		MemoryContext context = AllocSetContextCreate(parent,
 													  "xplenty request",
 													  ALLOCSET_SMALL_SIZES);
 		MemoryContext oldcontext = MemoryContextSwitchTo(context);
 		XplentyQueuedRequest *q = palloc0(sizeof(XplentyQueuedRequest));
-		bool		isnull;
-		Datum		d;
 
 		q->context = context;
-		q->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
-		q->request.cluster_id = DatumGetInt32(SPI_getbinval(tuple, desc, 2,
-															&isnull));
-		q->request.package_id = DatumGetInt32(SPI_getbinval(tuple, desc, 3,
-															&isnull));
-		d = SPI_getbinval(tuple, desc, 4, &isnull);
-		q->request.variables = isnull ? NULL : DatumGetJsonbPCopy(d);
-		d = SPI_getbinval(tuple, desc, 5, &isnull);
-		q->request.dynamic_variables = isnull ? NULL : DatumGetJsonbPCopy(d);
-		q->attempts = DatumGetInt32(SPI_getbinval(tuple, desc, 6, &isnull));
-		q->checks = DatumGetInt32(SPI_getbinval(tuple, desc, 7, &isnull));
-		d = SPI_getbinval(tuple, desc, 8, &isnull);
-		q->first_sent_at = isnull ? 0 : DatumGetTimestampTz(d);
+		read_row(q, SPI_tuptable->vals[i], desc);
 		MemoryContextSwitchTo(oldcontext);
 		result = lappend(result, q);
 	}
 	return result;
+}
+
+/*
+ * read_request_row
+ *		A request claimed to be sent or checked.
+ */
+static void
+read_request_row(XplentyQueuedRequest *q, HeapTuple tuple, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		d;
+
+	q->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+	q->request.cluster_id = DatumGetInt32(SPI_getbinval(tuple, desc, 2,
+														&isnull));
+	q->request.package_id = DatumGetInt32(SPI_getbinval(tuple, desc, 3,
+														&isnull));
+	d = SPI_getbinval(tuple, desc, 4, &isnull);
+	q->request.variables = isnull ? NULL : DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(tuple, desc, 5, &isnull);
+	q->request.dynamic_variables = isnull ? NULL : DatumGetJsonbPCopy(d);
+	q->attempts = DatumGetInt32(SPI_getbinval(tuple, desc, 6, &isnull));
+	q->checks = DatumGetInt32(SPI_getbinval(tuple, desc, 7, &isnull));
+	d = SPI_getbinval(tuple, desc, 8, &isnull);
+	q->first_sent_at = isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/*
+ * read_poll_row
+ *		A request whose job is claimed to be asked about.
+ */
+static void
+read_poll_row(XplentyQueuedRequest *q, HeapTuple tuple, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		d;
+
+	q->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+	q->job_id = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
+	d = SPI_getbinval(tuple, desc, 3, &isnull);
+	q->job_status = isnull ? NULL : TextDatumGetCString(d);
+	d = SPI_getbinval(tuple, desc, 4, &isnull);
+	q->job_age_s = isnull ? 0 : DatumGetFloat8(d);
 }
 
 /*
@@ -707,7 +669,7 @@ xplenty_queue_claim(const char *status, int limit, long hold_ms,
 		execute_plan(STMT_CLAIM_SENDS, values, NULL, -1);
 	else
 		execute_plan(STMT_CLAIM_CHECKS, values, NULL, -1);
-	return read_claimed(parent);
+	return read_claimed(parent, read_request_row);
 }
 
 /*
@@ -832,36 +794,11 @@ List *
 xplenty_queue_claim_polls(int limit, long hold_ms, MemoryContext parent)
 {
 	Datum		values[2];
-	List	   *result = NIL;
-	TupleDesc	desc;
 
 	values[0] = Int32GetDatum(limit);
 	values[1] = Int64GetDatum(hold_ms);
 	execute_plan(STMT_CLAIM_POLLS, values, NULL, -1);
-	desc = SPI_tuptable->tupdesc;
-
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tuple = SPI_tuptable->vals[i];
-		MemoryContext context = AllocSetContextCreate(parent,
-													  "xplenty poll",
-													  ALLOCSET_SMALL_SIZES);
-		MemoryContext oldcontext = MemoryContextSwitchTo(context);
-		XplentyQueuedRequest *q = palloc0(sizeof(XplentyQueuedRequest));
-		bool		isnull;
-		Datum		d;
-
-		q->context = context;
-		q->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
-		q->job_id = DatumGetInt64(SPI_getbinval(tuple, desc, 2, &isnull));
-		d = SPI_getbinval(tuple, desc, 3, &isnull);
-		q->job_status = isnull ? NULL : TextDatumGetCString(d);
-		d = SPI_getbinval(tuple, desc, 4, &isnull);
-		q->job_age_s = isnull ? 0 : DatumGetFloat8(d);
-		MemoryContextSwitchTo(oldcontext);
-		result = lappend(result, q);
-	}
-	return result;
+	return read_claimed(parent, read_poll_row);
 }
 
 /*

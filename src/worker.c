@@ -837,10 +837,15 @@ record_send(InFlight *inflight)
 													 q->attempts, text));
 				}
 				else
-					xplenty_queue_set_pending(q->id, "queued",
-											  xplenty_retry_delay_ms(q->attempts,
-																	 http->retry_after),
-											  text, false);
+				{
+					long		delay;
+
+					delay = xplenty_retry_delay_ms(q->attempts,
+												   http->retry_after);
+
+					xplenty_queue_set_pending(q->id, "queued", delay, text,
+											  false);
+				}
 				break;
 			case XPLENTY_RETRY_AFTER_CHECK:
 				xplenty_queue_set_pending(q->id, "checking",
@@ -962,10 +967,13 @@ record_check(InFlight *inflight)
 				xplenty_queue_set_final(q->id, "unknown", text);
 			}
 			else
-				xplenty_queue_set_pending(q->id, "checking",
-										  xplenty_retry_delay_ms(q->checks,
-																 http->retry_after),
+			{
+				long		delay = xplenty_retry_delay_ms(q->checks,
+														   http->retry_after);
+
+				xplenty_queue_set_pending(q->id, "checking", delay,
 										  failure_text(&failure), false);
+			}
 			break;
 		case XPLENTY_CHECK_TOO_MANY:
 			xplenty_queue_set_final(q->id, "unknown",
