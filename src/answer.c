@@ -7,8 +7,7 @@
  * API's own documented example of a job has trailing commas), not UTF-8,
  * or nested deeper than the stack allows.  Every function here either
  * returns a result or says what is wrong with the answer; none of them
- * lets a bad answer turn into a crash, and the one ERROR that can still
- * come out of PostgreSQL's JSON code (stack depth) is a clean one.
+ * lets a bad answer turn into a crash or an ERROR (see xplenty_parse_answer).
  *
  * src/answer.c
  *
@@ -16,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -24,11 +24,10 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "utils/resowner.h"
 
 #include "answer.h"
-
-/* How much of a bad answer an error message shows. */
-#define SNIPPET_LENGTH 200
+#include "answer_text.h"
 
 /* How long an API error message may be before it is cut. */
 #define MESSAGE_LENGTH 500
@@ -41,15 +40,16 @@
 static char *
 answer_to_server_encoding(const char *answer, size_t len, char **problem)
 {
-	if (memchr(answer, '\0', len) != NULL)
+	switch (xplenty_check_answer_text(answer, len))
 	{
-		*problem = pstrdup("The answer contains a zero byte.");
-		return NULL;
-	}
-	if (!pg_verify_mbstr(PG_UTF8, answer, (int) len, true))
-	{
-		*problem = pstrdup("The answer is not valid UTF-8.");
-		return NULL;
+		case XPLENTY_ANSWER_TEXT_ZERO_BYTE:
+			*problem = pstrdup("The answer contains a zero byte.");
+			return NULL;
+		case XPLENTY_ANSWER_TEXT_NOT_UTF8:
+			*problem = pstrdup("The answer is not valid UTF-8.");
+			return NULL;
+		case XPLENTY_ANSWER_TEXT_OK:
+			break;
 	}
 	/* pg_any_to_server would only verify it again. */
 	if (GetDatabaseEncoding() == PG_UTF8)
@@ -58,14 +58,31 @@ answer_to_server_encoding(const char *answer, size_t len, char **problem)
 }
 
 /*
- * parse_answer_context
- *		Error context for what jsonb_in may still refuse in a checked answer.
+ * parse_checked_answer
+ *		The part of xplenty_parse_answer that can raise an ERROR: converting
+ *		the answer, checking it, and jsonb_in.
  */
-static void
-parse_answer_context(void *arg)
+static Jsonb *
+parse_checked_answer(const char *answer, size_t len, char **problem)
 {
-	(void) arg;
-	errcontext("reading an answer of the Xplenty API");
+	char	   *text;
+	JsonLexContext *lex;
+	JsonParseErrorType rc;
+
+	text = answer_to_server_encoding(answer, len, problem);
+	if (text == NULL)
+		return NULL;
+
+	rc = xplenty_check_answer_json(text, GetDatabaseEncoding(), &lex);
+	if (rc != JSON_SUCCESS)
+	{
+		*problem = psprintf("The answer is not valid JSON: %s",
+							json_errdetail(rc, lex));
+		return NULL;
+	}
+
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+											  CStringGetDatum(text)));
 }
 
 /*
@@ -74,19 +91,26 @@ parse_answer_context(void *arg)
  *
  * The text is first checked with the JSON parser's error-returning entry
  * point, so that a malformed answer becomes a *problem to report in the
- * caller's words instead of jsonb_in's generic syntax error.  The check
- * does not decode escapes, which keeps it cheap (an answer is parsed on
- * every call); the few escapes jsonb cannot hold (\u0000, say) are then
- * refused by jsonb_in itself, under an error context naming the answer.
+ * caller's words instead of jsonb_in's generic syntax error.
+ *
+ * What passes the check can still make PostgreSQL raise an ERROR: a number
+ * numeric cannot hold (1e131072, or more than 16383 digits after the
+ * point), nesting deeper than max_stack_depth allows (some 13,000 arrays),
+ * a character the database encoding lacks.  Raised in the background
+ * worker, which has no error handler of its own, such an ERROR would end
+ * the worker and roll back all that its round recorded, and end it again
+ * at the next poll of the same job.  So the parse runs in a subtransaction,
+ * as a PL/pgSQL block with an EXCEPTION clause does, and an ERROR becomes
+ * a *problem with the answer like any other; only a cancel or a shutdown
+ * goes on as an ERROR.
  */
 Jsonb *
 xplenty_parse_answer(const char *answer, size_t len, char **problem)
 {
-	char	   *text;
-	JsonLexContext *lex;
-	JsonParseErrorType rc;
-	ErrorContextCallback context;
-	Jsonb	   *result;
+	MemoryContext oldcontext = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	Jsonb	   *volatile result = NULL;
+	char	   *volatile said = NULL;
 
 	*problem = NULL;
 	if (len == 0)
@@ -100,27 +124,40 @@ xplenty_parse_answer(const char *answer, size_t len, char **problem)
 		return NULL;
 	}
 
-	text = answer_to_server_encoding(answer, len, problem);
-	if (text == NULL)
-		return NULL;
-
-	lex = makeJsonLexContextCstringLen(text, strlen(text),
-									   GetDatabaseEncoding(), false);
-	rc = pg_parse_json(lex, &nullSemAction);
-	if (rc != JSON_SUCCESS)
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcontext);
+	PG_TRY();
 	{
-		*problem = psprintf("The answer is not valid JSON: %s",
-							json_errdetail(rc, lex));
-		return NULL;
-	}
+		char	   *checked = NULL;
 
-	context.callback = parse_answer_context;
-	context.arg = NULL;
-	context.previous = error_context_stack;
-	error_context_stack = &context;
-	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-												CStringGetDatum(text)));
-	error_context_stack = context.previous;
+		result = parse_checked_answer(answer, len, &checked);
+		said = checked;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcontext);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcontext);
+		CurrentResourceOwner = oldowner;
+
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		result = NULL;
+		said = psprintf("The answer cannot be read as jsonb: %s",
+						edata->message);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+
+	*problem = said;
 	return result;
 }
 
@@ -227,36 +264,6 @@ xplenty_parse_job(const char *answer, size_t len, int64 *job_id,
 }
 
 /*
- * xplenty_answer_snippet
- *		The start of an answer, fit to quote in an error message.
- *
- * Only printable ASCII is kept (anything else becomes "?"), so that an
- * answer in a broken or foreign encoding cannot make the message invalid.
- */
-char *
-xplenty_answer_snippet(const char *answer, size_t len)
-{
-	size_t		n = Min(len, SNIPPET_LENGTH);
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	for (size_t i = 0; i < n; i++)
-	{
-		unsigned char c = (unsigned char) answer[i];
-
-		if (c == '\n' || c == '\r' || c == '\t')
-			appendStringInfoChar(&buf, ' ');
-		else if (c >= 0x20 && c < 0x7f)
-			appendStringInfoChar(&buf, (char) c);
-		else
-			appendStringInfoChar(&buf, '?');
-	}
-	if (len > n)
-		appendStringInfoString(&buf, "...");
-	return buf.data;
-}
-
-/*
  * append_errors
  *		Append the members of an error answer's "errors" array, if any.
  */
@@ -354,26 +361,8 @@ bool
 xplenty_parse_api_time(const char *text, TimestampTz *result)
 {
 	struct pg_tm tm;
-	int			consumed = 0;
-	const char *rest;
 
-	memset(&tm, 0, sizeof(tm));
-	if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
-			   &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec,
-			   &consumed) != 6 || consumed != 19)
-		return false;
-	rest = text + consumed;
-	if (*rest == '.')
-	{
-		rest++;
-		while (*rest >= '0' && *rest <= '9')
-			rest++;
-	}
-	if (strcmp(rest, "Z") != 0 && strcmp(rest, "+00:00") != 0)
-		return false;
-	if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
-		tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
-		tm.tm_sec > 60)
+	if (!xplenty_scan_api_time(text, &tm))
 		return false;
 	return tm2timestamp(&tm, 0, NULL, result) == 0;
 }

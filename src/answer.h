@@ -13,10 +13,11 @@
 #include "datatype/timestamp.h"
 #include "utils/jsonb.h"
 
+#include "answer_text.h"
+
 extern Jsonb *xplenty_parse_answer(const char *answer, size_t len,
 								   char **problem);
 extern char *xplenty_answer_message(const char *answer, size_t len);
-extern char *xplenty_answer_snippet(const char *answer, size_t len);
 extern Jsonb *xplenty_parse_job(const char *answer, size_t len,
 								int64 *job_id, char **problem);
 extern JsonbValue *xplenty_jsonb_member(Jsonb *object, const char *key);

@@ -21,6 +21,7 @@
 
 #include "utils/guc.h"
 
+#include "arg_checks.h"
 #include "config.h"
 #include "poll.h"
 #include "retry.h"
@@ -244,73 +245,44 @@ define_worker_settings(void)
 
 /*
  * check_api_url
- *		Accept only http:// and https:// URLs, and drop a trailing slash.
- *
- * libcurl would happily follow file:// or gopher://; refusing other schemes
- * here means the value in force is always one a request can use.
+ *		GUC check hook of xplenty.api_url; see xplenty_check_api_url_text.
  */
 static bool
 check_api_url(char **newval, void **extra, GucSource source)
 {
-	char	   *url = *newval;
-	size_t		len;
+	const char *problem;
 
 	(void) extra;
 	(void) source;
-	if (url == NULL)
+	if (*newval == NULL)
 		return true;
 
-	if (pg_strncasecmp(url, "http://", 7) != 0 &&
-		pg_strncasecmp(url, "https://", 8) != 0)
+	problem = xplenty_check_api_url_text(*newval);
+	if (problem != NULL)
 	{
-		GUC_check_errdetail("The URL must begin with \"https://\" or "
-							"\"http://\".");
+		GUC_check_errdetail("%s", problem);
 		return false;
 	}
-
-	for (const char *p = url; *p; p++)
-	{
-		if ((unsigned char) *p <= ' ' || *p == '?' || *p == '#')
-		{
-			GUC_check_errdetail("The URL must not contain spaces, control "
-								"characters, a query or a fragment.");
-			return false;
-		}
-	}
-
-	len = strlen(url);
-	while (len > 0 && url[len - 1] == '/')
-		url[--len] = '\0';
-
 	return true;
 }
 
 /*
  * check_account_id
- *		Accept only the characters an Xplenty account ID is made of.
- *
- * The ID becomes a segment of the request path, so anything that could
- * leave that segment ("/", "?", "%", "..") is refused.
+ *		GUC check hook of xplenty.account_id; see xplenty_valid_account_id.
  */
 static bool
 check_account_id(char **newval, void **extra, GucSource source)
 {
-	const char *id = *newval;
-
 	(void) extra;
 	(void) source;
-	if (id == NULL)
+	if (*newval == NULL)
 		return true;
 
-	for (const char *p = id; *p; p++)
+	if (!xplenty_valid_account_id(*newval))
 	{
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			  (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
-		{
-			GUC_check_errdetail("An account ID consists of letters, digits, "
-								"\"-\" and \"_\".");
-			return false;
-		}
+		GUC_check_errdetail("An account ID consists of letters, digits, "
+							"\"-\" and \"_\".");
+		return false;
 	}
 	return true;
 }

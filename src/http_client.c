@@ -37,6 +37,7 @@
 
 #include "config.h"
 #include "http_client.h"
+#include "http_headers.h"
 
 /* Idle connections older than this are not reused; see open_easy_handle. */
 #define MAX_CONNECTION_AGE_SECONDS 30
@@ -290,32 +291,33 @@ collect_answer(char *data, size_t size, size_t nmemb, void *req_arg)
 {
 	XplentyHttpRequest *req = (XplentyHttpRequest *) req_arg;
 	size_t		len = size * nmemb;
+	size_t		newcap;
 
-	if (len > req->answer_limit - req->answer_len)
+	switch (xplenty_answer_room(req->answer_len, req->answer_cap,
+								req->answer_limit, len, &newcap))
 	{
-		req->too_large = true;
-		return 0;
-	}
-
-	if (req->answer_len + len + 1 > req->answer_cap)
-	{
-		size_t		newcap = Max(req->answer_cap * 2, 1024);
-		char	   *grown;
-
-		while (newcap < req->answer_len + len + 1)
-			newcap *= 2;
-		newcap = Min(newcap, req->answer_limit + 1);
-		grown = MemoryContextAllocExtended(req->context, newcap,
-										   MCXT_ALLOC_NO_OOM);
-		if (grown == NULL)
+		case XPLENTY_ANSWER_TOO_LARGE:
+			req->too_large = true;
 			return 0;
-		if (req->answer != NULL)
-		{
-			memcpy(grown, req->answer, req->answer_len);
-			pfree(req->answer);
-		}
-		req->answer = grown;
-		req->answer_cap = newcap;
+		case XPLENTY_ANSWER_GROW:
+			{
+				char	   *grown;
+
+				grown = MemoryContextAllocExtended(req->context, newcap,
+												   MCXT_ALLOC_NO_OOM);
+				if (grown == NULL)
+					return 0;
+				if (req->answer != NULL)
+				{
+					memcpy(grown, req->answer, req->answer_len);
+					pfree(req->answer);
+				}
+				req->answer = grown;
+				req->answer_cap = newcap;
+			}
+			break;
+		case XPLENTY_ANSWER_FITS:
+			break;
 	}
 
 	memcpy(req->answer + req->answer_len, data, len);
@@ -325,88 +327,44 @@ collect_answer(char *data, size_t size, size_t nmemb, void *req_arg)
 }
 
 /*
- * header_value
- *		If the header line names the given header, return its value's start.
- */
-static const char *
-header_value(const char *line, size_t len, const char *name)
-{
-	size_t		namelen = strlen(name);
-
-	if (len <= namelen || line[namelen] != ':' ||
-		pg_strncasecmp(line, name, namelen) != 0)
-		return NULL;
-	line += namelen + 1;
-	while (*line == ' ' || *line == '\t')
-		line++;
-	return line;
-}
-
-/*
- * parse_header_number
- *		A header's non-negative decimal value, or -1 if it is not one.
- */
-static long
-parse_header_number(const char *value)
-{
-	long		result = 0;
-
-	if (*value < '0' || *value > '9')
-		return -1;
-	for (; *value >= '0' && *value <= '9'; value++)
-	{
-		if (result > (LONG_MAX - 9) / 10)
-			return -1;
-		result = result * 10 + (*value - '0');
-	}
-	return result;
-}
-
-/*
  * collect_header
  *		libcurl's header callback: keep the headers the callers act on.
- *
- * A status line starts a new answer (after a 100 Continue, say), so it
- * forgets what an earlier one said.
  */
 static size_t
 collect_header(char *data, size_t size, size_t nitems, void *req_arg)
 {
 	XplentyHttpRequest *req = (XplentyHttpRequest *) req_arg;
 	size_t		total = size * nitems;
-	size_t		len = total;
-	char		line[1024];
+	char		line[XPLENTY_HEADER_LINE_MAX];
 	const char *value;
 
-	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0)
+	switch (xplenty_classify_header(data, total, line, &value))
 	{
-		req->ratelimit_limit = -1;
-		req->ratelimit_remaining = -1;
-		req->link_header = NULL;
-		return total;
-	}
+		case XPLENTY_HEADER_STATUS:
+			req->ratelimit_limit = -1;
+			req->ratelimit_remaining = -1;
+			req->link_header = NULL;
+			break;
+		case XPLENTY_HEADER_RATELIMIT_REMAINING:
+			req->ratelimit_remaining = xplenty_parse_header_number(value);
+			break;
+		case XPLENTY_HEADER_RATELIMIT_LIMIT:
+			req->ratelimit_limit = xplenty_parse_header_number(value);
+			break;
+		case XPLENTY_HEADER_LINK:
+			{
+				size_t		vlen = strlen(value) + 1;
+				char	   *copy;
 
-	/* Headers we want are short; a longer line cannot be one of them. */
-	if (len >= sizeof(line))
-		return total;
-	memcpy(line, data, len);
-	line[len] = '\0';
-	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == '\n'))
-		line[--len] = '\0';
-
-	if ((value = header_value(line, len, "X-RateLimit-Remaining")) != NULL)
-		req->ratelimit_remaining = parse_header_number(value);
-	else if ((value = header_value(line, len, "X-RateLimit-Limit")) != NULL)
-		req->ratelimit_limit = parse_header_number(value);
-	else if ((value = header_value(line, len, "Link")) != NULL)
-	{
-		size_t		vlen = strlen(value) + 1;
-		char	   *copy = MemoryContextAllocExtended(req->context, vlen,
-													  MCXT_ALLOC_NO_OOM);
-
-		if (copy != NULL)
-			memcpy(copy, value, vlen);
-		req->link_header = copy;
+				copy = MemoryContextAllocExtended(req->context, vlen,
+												  MCXT_ALLOC_NO_OOM);
+				if (copy != NULL)
+					memcpy(copy, value, vlen);
+				req->link_header = copy;
+			}
+			break;
+		case XPLENTY_HEADER_OTHER:
+			break;
 	}
 	return total;
 }

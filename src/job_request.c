@@ -21,10 +21,8 @@
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
 
+#include "arg_checks.h"
 #include "job_request.h"
-
-/* Xplenty variable names are identifiers; longer ones are surely wrong. */
-#define MAX_VARIABLE_NAME_LENGTH 255
 
 static void check_variables(Jsonb *variables, const char *argname);
 static void check_no_overlap(Jsonb *variables, Jsonb *dynamic_variables);
@@ -97,29 +95,6 @@ jsonb_type_name(Jsonb *value)
 }
 
 /*
- * valid_variable_name
- *		Is the name an identifier, as Xplenty variable names are?
- */
-static bool
-valid_variable_name(const char *name, int len)
-{
-	if (len == 0 || len > MAX_VARIABLE_NAME_LENGTH)
-		return false;
-	if (!((name[0] >= 'a' && name[0] <= 'z') ||
-		  (name[0] >= 'A' && name[0] <= 'Z') || name[0] == '_'))
-		return false;
-	for (int i = 1; i < len; i++)
-	{
-		char		c = name[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			  (c >= '0' && c <= '9') || c == '_'))
-			return false;
-	}
-	return true;
-}
-
-/*
  * check_variables
  *		An object of variable names to string values, or an error.
  */
@@ -149,7 +124,8 @@ check_variables(Jsonb *variables, const char *argname)
 		if (tok == WJB_KEY)
 		{
 			name = pnstrdup(v.val.string.val, v.val.string.len);
-			if (!valid_variable_name(v.val.string.val, v.val.string.len))
+			if (!xplenty_valid_variable_name(v.val.string.val,
+											 v.val.string.len))
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("\"%s\" is not a valid variable name", name),
