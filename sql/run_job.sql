@@ -158,6 +158,12 @@ SELECT * FROM try($$SELECT xplenty_run_job(52, 434)$$);
 SELECT * FROM try($$SELECT xplenty_run_job(52, 434)$$);
 \! test/mock/mockctl faults '{"path": "^/jobs$", "status": 201, "headers": {"Content-Type": "application/json"}, "body": ""}'
 SELECT * FROM try($$SELECT xplenty_run_job(52, 434)$$);
+-- JSON that PostgreSQL's jsonb cannot hold (found by fuzz/): the same error.
+\! test/mock/mockctl faults '{"path": "^/jobs$", "status": 201, "headers": {"Content-Type": "application/json"}, "body": "{\"id\": 157, \"errors\": \"\\u0000\"}"}'
+SELECT * FROM try($$SELECT xplenty_run_job(52, 434)$$);
+\! test/mock/mockctl faults '{"path": "^/jobs$", "status": 201, "headers": {"Content-Type": "application/json"}, "body": "{\"id\": 157, \"x\": 1e131072}"}'
+SELECT code, message, detail LIKE 'The answer cannot be read as jsonb: value overflows numeric format%' AS overflow_detail, hint
+FROM try($$SELECT xplenty_run_job(52, 434)$$);
 
 --
 -- An answer larger than xplenty.max_response_size is refused.
