@@ -14,6 +14,14 @@
 # While working on one part: "test/run.sh regress [TEST...]" runs only
 # pg_regress (all tests, or those named), "test/run.sh tap [SCRIPT...]"
 # only the TAP scripts (all, or those whose names are given, e.g. 010).
+#
+# SANITIZE=1 test/run.sh ... builds the extension with AddressSanitizer and
+# UndefinedBehaviorSanitizer and runs every server with their runtime;
+# VALGRIND=1 runs every server under valgrind's memcheck (slow: meant for
+# "regress").  Either installs into a scratch installation, not into the
+# system's (see checked_build_and_install in lib.sh), and counts each
+# distinct report whose stack names the extension's code as a failure of
+# the part (or TAP script) during which it was written.
 
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -29,19 +37,45 @@ case "$part" in
 	*) echo "usage: test/run.sh [regress|tap] [names...]" >&2; exit 2 ;;
 esac
 
-install_packages || exit 1
-build_and_install || exit 1
+check=
+[ "${SANITIZE:-}" = 1 ] && check=asan
+[ "${VALGRIND:-}" = 1 ] && check=valgrind
+[ "${SANITIZE:-}" = 1 ] && [ "${VALGRIND:-}" = 1 ] &&
+	{ echo "SANITIZE=1 and VALGRIND=1 do not go together" >&2; exit 2; }
 
-work=$(make_workdir test)
+if [ "$check" = valgrind ]; then
+	install_packages valgrind || exit 1
+else
+	install_packages || exit 1
+fi
+[ -n "$check" ] || build_and_install || exit 1
+
+work=$(make_workdir "test${check:+-$check}")
 cleanup() {
 	stop_cluster "$work/regress"
 	stop_mock "$work/regress"
 	[ "${KEEP:-}" = 1 ] || rm -rf "$work"
 }
 trap cleanup EXIT
+if [ -n "$check" ]; then
+	checked_build_and_install "$work/check" "$check" || exit 1
+fi
 
 passed=0
 failed=0
+
+# count_reports LABEL [LOG...]: under a checker, print the reports written
+# since the last call and add those in the extension's code to "failed".
+count_reports() {
+	[ -n "$check" ] || return 0
+	local out n
+	out=$(checker_reports "$@")
+	printf '%s\n' "$out" | sed '$d'
+	n=$(printf '%s\n' "$out" | tail -n 1)
+	case "$n" in ''|*[!0-9]*) echo "checker_reports failed" >&2; n=1 ;; esac
+	failed=$((failed + n))
+}
+
 pgxs=$(dirname "$(pg_config --pgxs)")
 
 # --- pg_regress --------------------------------------------------------
@@ -68,6 +102,7 @@ if [ "$regress_bad" -gt 0 ] && [ -f "$work/regress/regression.diffs" ]; then
 fi
 stop_cluster "$work/regress"
 stop_mock "$work/regress"
+count_reports regress "$work/regress/server.log"
 }
 
 # --- TAP ---------------------------------------------------------------
@@ -99,6 +134,7 @@ for t in "$TOP"/test/t/*.pl; do
 	echo "$name: $ok passed, $bad failed"
 	passed=$((passed + ok))
 	failed=$((failed + bad))
+	count_reports "$name" "$work/tap/$name"/tmp_check/log/*.log
 done
 }
 
