@@ -95,6 +95,12 @@ CREATE UNIQUE INDEX xplenty_queue_dedup_key_idx
 	ON @extschema@.xplenty_queue (dedup_key)
 	WHERE status IN ('waiting', 'queued', 'submitting', 'checking');
 
+-- Requests being sent, by package: a check must not adopt a job while an
+-- identical request is in flight (see xplenty_queue_twin_submitting).
+CREATE INDEX xplenty_queue_submitting_idx
+	ON @extschema@.xplenty_queue (package_id)
+	WHERE status = 'submitting';
+
 -- Jobs the worker follows, by when they are next due to be asked about.
 CREATE INDEX xplenty_queue_poll_idx
 	ON @extschema@.xplenty_queue (next_poll_at)

@@ -515,7 +515,7 @@ prepare_in_flight(InFlight *inflight)
 
 /*
  * claim_work
- *		Claim up to room requests: first those to send, then those to
+ *		Claim up to room requests: some to check, those to send, more to
  *		check, then jobs to ask about, as far as the poll budget allows.
  *		Returns how many were claimed.
  */
@@ -528,10 +528,25 @@ claim_work(int room)
 	List	   *list;
 	ListCell   *lc;
 
-	list = xplenty_queue_claim("queued", room, 0, requests_context);
+	/*
+	 * Checks first, up to a quarter of the room: behind a backlog of sends
+	 * they would otherwise wait for all of it, and a late check has more of
+	 * the package's jobs to read through.
+	 */
+	list = xplenty_queue_claim("checking", Max(room / 4, 1), hold,
+							   requests_context);
 	foreach(lc, list)
-		prepare_in_flight(new_in_flight(lfirst(lc), IN_FLIGHT_SEND));
+		prepare_in_flight(new_in_flight(lfirst(lc), IN_FLIGHT_CHECK));
 	claimed += list_length(list);
+
+	if (claimed < room)
+	{
+		list = xplenty_queue_claim("queued", room - claimed, 0,
+								   requests_context);
+		foreach(lc, list)
+			prepare_in_flight(new_in_flight(lfirst(lc), IN_FLIGHT_SEND));
+		claimed += list_length(list);
+	}
 
 	if (claimed < room)
 	{

@@ -11,7 +11,7 @@ Usage:
     mock_xplenty.py [--port P] [--host 127.0.0.1] [--account acme]
                     [--api-key KEY] [--port-file FILE] [--first-job-id 1000]
                     [--rate-limit 5000] [--rate-window SECONDS]
-                    [--log-file FILE]
+                    [--log-file FILE] [--seed N]
 
 --port 0 (the default) picks a free port.  Once the socket listens, the
 port is written to --port-file (temp file + rename, so a reader never sees
@@ -20,6 +20,9 @@ The API key defaults to test-api-key.  SIGTERM and SIGINT stop
 the server cleanly; the port file is then removed if it is still ours.
 Nothing is logged per request unless --log-file is given (one line per
 answer: epoch time, client, method, path, status or fault action).
+--seed seeds the random draws of fault rules with a "probability" (by
+default they are seeded from the system); the threads serving connections
+still interleave as they will, so a seed makes a run alike, not identical.
 
 HTTP: HTTP/1.1 keep-alive, every answer written in one piece with a
 Content-Length (TCP_NODELAY, so no Nagle stalls); "Connection: close" and
@@ -78,12 +81,19 @@ Faults.  A rule is a JSON object:
   {"method": "POST", "path": "^/jobs$", "package_id": 434, "times": 1,
    "skip": 0, "create": false, "delay_ms": 0, "action": "respond",
    "status": 503, "body": ..., "headers": {"Retry-After": "2"},
-   "hang_s": 60, "comment": "free text"}
+   "hang_s": 60, "probability": 1.0, "comment": "free text"}
 Every key is optional.  It is checked against every API request: method,
 the regex "path" searched in the path after /{account}/api (query string
 excluded), and package_id against a JSON body's package_id.  Rules are kept
 in order and the first matching one with times left fires (times: default 1,
 -1 = forever); "skip": n lets n matching requests through first.
+"probability" (0..1, default 1) makes a matching rule fire only with that
+chance: a draw that misses passes the request on to the next rules as if
+this one did not match, and spends neither times nor skip (skip is counted
+before the draw).  A list of rules with "times": -1 and small
+probabilities is a server that fails at random in many ways at once; the
+chance that a later rule fires is its probability times the chances that
+every earlier matching rule missed.
 Unless "create" is true the fault replaces all normal processing (nothing is
 created, no credit spent).  With "create" the real handler runs first, so a
 job IS created, and the fault then decides what reaches the client.
@@ -101,10 +111,33 @@ job IS created, and the fault then decides what reaches the client.
   garbage  bytes that are not HTTP ("body" if a string), then close.
   hang     never answer; close when the client goes away, after "hang_s"
            (default 60) seconds, or at shutdown.
+With "create", every action but respond is "the job was created but its
+answer was lost": close, reset, partial, garbage and hang after the job
+exists, and respond with a 5xx status (or a 201 whose "body" is not a job).
+
+Down.  A server that refuses connections cannot be a listening one, so
+POST /_mock/down {"seconds": s} answers, then closes the listening socket
+and shuts down every open connection (a request being answered loses its
+answer), so that for s seconds connecting gets ECONNREFUSED; then it
+listens again on the same port, with its jobs, statistics, faults and
+config as they were.  (Use a fixed --port outside the ephemeral range if
+the down time is long, so that no outgoing connection takes the port
+meanwhile; binding is retried for 30 s.)  "drop_connections": false keeps
+the open connections, which go on being served.
+
+Size.  The soak (test/soak/) keeps 100,000 jobs and more: GET /jobs looks
+only at the package's jobs (with package_id) created at or after since
+minus the longest a job has kept changing after its creation, found by
+bisection, and a job that has reached the last event of its timeline in a
+final status keeps its view and that view's JSON; the answers are the
+same as a scan of every job would give (checked against the scan on
+5,040 queries).  At the end of the soak, 100,000 jobs with their kept
+views, the request log and the post outcomes, the mock's VmRSS was 551 MB.
 
 Control API (no auth, JSON in and out; 400 on a bad request):
   GET  /_mock/ping      {"ok": true, "port": n}.
-  POST /_mock/reset     forget faults, request log, statistics, jobs, config;
+  POST /_mock/reset     forget faults, request log, statistics (and post
+                        outcomes), jobs, config;
                         refill credits.  Body (optional): {"keep_jobs": true}
                         keeps the jobs (and the id sequence); {"first_job_id":
                         n} restarts ids at n (default --first-job-id).
@@ -122,13 +155,31 @@ Control API (no auth, JSON in and out; 400 on a bad request):
                         (jobs created per package), posts_by_package,
                         posts_by_variables (POST /jobs per canonical JSON of
                         the merged variables: sort_keys, separators ",", ":",
-                        ensure_ascii false), faults_applied, credits_remaining.
+                        ensure_ascii false), faults_applied, downs (times
+                        /_mock/down was done), credits_remaining.
+                        ?brief=1 leaves out posts_by_variables (large after
+                        100,000 requests).
+  GET  /_mock/post_outcomes   for every POST /jobs, by the same key as
+                        posts_by_variables, in arrival order, what became of
+                        it: "created:" or "none:" (whether a job was
+                        created) then the status written to the client, or
+                        the fault action that sent none (close, reset,
+                        partial, garbage, hang), or "lost" (the answer could
+                        not be written: the client left, or a down dropped
+                        the connection).  E.g. ["none:503", "created:close"].
+                        Kept for every POST since the last reset.
+  POST /_mock/down      {"seconds": s, "drop_connections": true}: refuse
+                        connections for s seconds (see Down above);
+                        answers {"ok": true, "seconds": s} before it goes.
   GET/POST /_mock/config  {"timeline": [["idle", 0], ["running", 0.2], ...],
                         "package_timelines": {"434": [...] or null to drop},
                         "rate_limit": n (also refills unless credits_remaining
                         is given), "credits_remaining": n, "rate_window": s,
                         "stop_delay": s}; answers the whole config.
-  GET  /_mock/jobs      every job with its current computed state.
+  GET  /_mock/jobs      every job with its current computed state;
+                        ?compact=1: only id, package_id, cluster_id,
+                        variables and created (epoch seconds), which is much
+                        cheaper for 100,000 jobs.
   GET  /_mock/jobs/:id  one job.
   POST /_mock/jobs/:id  force fields: "status" takes effect now (the rest of
                         the timeline is dropped), "timeline" replaces the rest
@@ -139,9 +190,13 @@ Control API (no auth, JSON in and out; 400 on a bad request):
 
 import argparse
 import base64
+import bisect
+import collections
 import functools
+import itertools
 import json
 import os
+import random
 import re
 import select
 import signal
@@ -165,7 +220,7 @@ DEFAULT_STOP_DELAY = 0.5
 ACTIONS = ("respond", "close", "reset", "partial", "garbage", "hang")
 RULE_KEYS = {"method", "path", "package_id", "times", "skip", "create",
              "delay_ms", "status", "body", "headers", "action", "hang_s",
-             "comment"}
+             "probability", "comment"}
 RUN_JOB_KEYS = {"cluster_id", "package_id", "variables", "dynamic_variables"}
 MAX_BODY = 8 << 20          # larger request bodies get a 413
 MAX_LOG = 50000             # request log entries kept
@@ -253,6 +308,11 @@ class Job:
         self.planned_end = self._planned_end()
         self.overrides = {}
         self.fail_text = None           # forced "errors", shown when failed
+        # The view of a job that has reached the last of its events in a
+        # final status no longer changes: it is kept, with its JSON, so
+        # that listing 100,000 finished jobs costs little.  force() and
+        # terminate() drop it.
+        self._final = None              # [view, json text or None]
 
     def _planned_end(self):
         """When progress would reach 1.0: at the completion if one is
@@ -265,6 +325,7 @@ class Job:
         return last + (last - runs[0]) if runs else last
 
     def _replace_future(self, now, new_events):
+        self._final = None
         self.events = [e for e in self.events if e[1] <= now] or \
             self.events[:1]
         self.events.extend(new_events)
@@ -305,9 +366,12 @@ class Job:
         if "errors" in fields:
             self.fail_text = str(fields.pop("errors"))
         self.overrides.update(fields)
+        self._final = None
 
     def view(self, now, log_summary=False):
         """The job as the API shows it at time now."""
+        if self._final is not None and not log_summary:
+            return dict(self._final[0])
         reached = self.reached(now)
         st, since = reached[-1]
         run = next((i for i, e in enumerate(reached) if e[0] == "running"),
@@ -360,7 +424,19 @@ class Job:
         v.update(self.overrides)
         if log_summary:
             v["log_summary"] = "\n".join(self.log_lines(now)[-3:])
+        elif st in TERMINAL and len(reached) == len(self.events):
+            self._final = [dict(v), None]
         return v
+
+    def view_json(self, now):
+        """json.dumps(self.view(now)), kept once the view is final."""
+        if self._final is None:
+            v = self.view(now)
+            if self._final is None:
+                return json.dumps(v)
+        if self._final[1] is None:
+            self._final[1] = json.dumps(self._final[0])
+        return self._final[1]
 
     def updated(self, now):
         return self.reached(now)[-1][1]
@@ -383,15 +459,26 @@ class State:
         self.opts = opts
         self.lock = threading.RLock()
         self.base = None                # http://HOST:PORT/ACCOUNT/api
+        self.rng = random.Random(opts.seed)
         self.reset({})
 
     def reset(self, body):
         with self.lock:
-            self.faults, self.log, self.seq = [], [], 0
+            self.faults, self.seq = [], 0
+            self.log = collections.deque(maxlen=MAX_LOG)
             if not body.get("keep_jobs"):
                 self.jobs = {}
+                # GET /jobs looks through these instead of every job: all
+                # jobs and each package's, in creation order, with keys
+                # that do not decrease (the creation times, kept monotonic
+                # if the clock steps back) for bisecting on "since".
+                self.job_list, self.job_keys = [], []
+                self.pkg_index = {}
+                self.max_span = 0.0     # longest last event - created
                 self.next_id = int(body.get("first_job_id",
                                             self.opts.first_job_id))
+            self.post_outcomes = {}
+            self.downs = 0
             self.timeline = check_timeline(DEFAULT_TIMELINE)
             self.package_timelines = {}
             self.stop_delay = DEFAULT_STOP_DELAY
@@ -434,9 +521,7 @@ class State:
                    "method": method, "path": path, "query": query,
                    "headers": headers, "body": text, "json": parsed,
                    "status": None, "fault": None, "job_id": None}
-            self.log.append(rec)
-            if len(self.log) > MAX_LOG:
-                del self.log[:len(self.log) - MAX_LOG]
+            self.log.append(rec)        # a deque: the oldest fall off
             self.stats["requests"] += 1
             if run_job:
                 self.stats["run_job_posts"] += 1
@@ -450,6 +535,24 @@ class State:
     def update(self, rec, **fields):
         with self.lock:
             rec.update(fields)
+
+    def note_post(self, rec):
+        """Record what became of a POST /jobs; see /_mock/post_outcomes."""
+        parsed = rec["json"]
+        if not isinstance(parsed, dict):
+            return
+        key = canonical(merged_variables(parsed))
+        with self.lock:
+            if rec["status"] is not None:
+                sent = str(rec["status"])
+            elif rec["fault"] and rec["fault"]["action"] != "respond":
+                sent = rec["fault"]["action"]
+            else:
+                sent = "lost"
+            label = ("created:" if rec["job_id"] is not None else "none:") \
+                + sent
+            self.post_outcomes.setdefault(key, []).append(
+                sys.intern(label))
 
     # -- faults ------------------------------------------------------------
     def add_faults(self, rules):
@@ -481,6 +584,9 @@ class State:
                     continue
                 if r["skip"] > 0:
                     r["skip"] -= 1
+                    continue
+                if r["probability"] < 1.0 and \
+                        self.rng.random() >= r["probability"]:
                     continue
                 if r["times"] > 0:
                     r["times"] -= 1
@@ -548,9 +654,24 @@ class State:
             job = Job(jid, cluster_id, package_id, variables, now, tl,
                       "%s/jobs/%d" % (self.base, jid))
             self.jobs[jid] = job
+            key = max(now, self.job_keys[-1]) if self.job_keys else now
+            self.job_list.append(job)
+            self.job_keys.append(key)
+            keys, jobs = self.pkg_index.setdefault(package_id, ([], []))
+            keys.append(max(now, keys[-1]) if keys else now)
+            jobs.append(job)
+            self.note_span(job)
             self.stats["jobs_created"] += 1
             bump(self.stats["by_package"], str(package_id))
             return job.view(now)
+
+    def note_span(self, job):
+        """Keep max_span covering how long after its creation any job's
+        updated_at can be: a job created before since - max_span cannot
+        have been updated at or after since."""
+        with self.lock:
+            self.max_span = max(self.max_span,
+                                job.events[-1][1] - job.created)
 
     def job(self, jid):
         job = self.jobs.get(jid)
@@ -575,6 +696,11 @@ def make_rule(spec):
     for key in ("delay_ms", "hang_s"):
         if spec.get(key) is not None and not is_num(spec[key]):
             raise ValueError("%s must be a number" % key)
+    probability = spec.get("probability", 1)
+    if probability is None:
+        probability = 1
+    if not is_num(probability) or not 0 <= probability <= 1:
+        raise ValueError("probability must be a number from 0 to 1")
     for key in ("method", "path"):
         if spec.get(key) is not None and not isinstance(spec[key], str):
             raise ValueError("%s must be a string" % key)
@@ -591,7 +717,8 @@ def make_rule(spec):
             "status": spec.get("status"), "has_body": "body" in spec,
             "body": spec.get("body"), "action": action,
             "headers": {str(k): str(v) for k, v in headers.items()},
-            "hang_s": spec.get("hang_s") or 60}
+            "hang_s": spec.get("hang_s") or 60,
+            "probability": float(probability)}
 
 
 def reason(status):
@@ -687,6 +814,13 @@ class Handler(BaseHTTPRequestHandler):
         # Headers and body go out in one write, and Nagle must not hold the
         # next answer back behind the client's delayed ACK.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection, True)
+
+    def finish(self):
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, False)
 
     def parse_request(self):
         """Parse the request line and headers.
@@ -843,15 +977,20 @@ class Handler(BaseHTTPRequestHandler):
         run_job = self.command == "POST" and rest == "/jobs"
         rec = self.state.record(self.command, path, query,
                                 dict(self.headers), body, parsed, run_job)
-        fault = None
-        if rest is not None:
-            fault = self.state.match_fault(self.command, rest, rec["json"])
-        if fault and not fault[1]["create"]:
-            return self.apply_fault(fault, rec, None)
-        answer = self.handle_api(m, rest, query, body, rec)
-        if fault:
-            return self.apply_fault(fault, rec, answer)
-        self.send(*answer, rec=rec)
+        try:
+            fault = None
+            if rest is not None:
+                fault = self.state.match_fault(self.command, rest,
+                                               rec["json"])
+            if fault and not fault[1]["create"]:
+                return self.apply_fault(fault, rec, None)
+            answer = self.handle_api(m, rest, query, body, rec)
+            if fault:
+                return self.apply_fault(fault, rec, answer)
+            self.send(*answer, rec=rec)
+        finally:
+            if run_job:
+                self.state.note_post(rec)
 
     def handle_api(self, m, rest, query, body, rec):
         """The real API's behaviour: (status, payload, headers)."""
@@ -908,6 +1047,7 @@ class Handler(BaseHTTPRequestHandler):
                 return 200, job.view(now, "log_summary" in inc.split(",")), {}
             if cmd == "DELETE" and sub is None:
                 job.terminate(now, st.stop_delay)
+                st.note_span(job)
                 return 200, job.view(now), {}
             if cmd == "GET" and sub == "/variables":
                 return 200, dict(job.variables), {}
@@ -973,9 +1113,18 @@ class Handler(BaseHTTPRequestHandler):
         offset = int_param(params, "offset", 0, 0)
         limit = int_param(params, "limit", 20, 1, 100)
         now = time.time()
-        with self.state.lock:
+        st = self.state
+        with st.lock:
+            # Only jobs that can pass "since" are looked at: see note_span.
+            if package_id is not None:
+                keys, jobs = st.pkg_index.get(package_id, ((), ()))
+            else:
+                keys, jobs = st.job_keys, st.job_list
+            start = 0
+            if since is not None:
+                start = bisect.bisect_left(keys, since - st.max_span - 1e-3)
             rows = []
-            for job in self.state.jobs.values():
+            for job in itertools.islice(jobs, start, None):
                 upd = job.updated(now)
                 if status != "all" and job.status(now) != status:
                     continue
@@ -986,7 +1135,10 @@ class Handler(BaseHTTPRequestHandler):
                 key = job.created if sort == "created" else upd
                 rows.append(((key, job.id), job))
             rows.sort(key=lambda r: r[0], reverse=(direction == "desc"))
-            page = [job.view(now) for _, job in rows[offset:offset + limit]]
+            # The same text json.dumps(list of views) would make.
+            page = ("[" + ", ".join(job.view_json(now) for _, job in
+                                    rows[offset:offset + limit]) +
+                    "]").encode("utf-8")
         links, extra = [], {}
         if offset + limit < len(rows):
             links.append((offset + limit, "next"))
@@ -1096,11 +1248,38 @@ class Handler(BaseHTTPRequestHandler):
                     out = [dict(r) for r in st.log if r["seq"] > since]
                 return self.send(200, out)
             if path == "/_mock/stats" and cmd == "GET":
+                brief = dict(parse_qsl(query)).get("brief", "0") not in \
+                    ("", "0", "false")
                 with st.lock:
-                    out = json.loads(json.dumps(st.stats))
+                    stats = st.stats
+                    if brief:
+                        stats = {k: v for k, v in stats.items()
+                                 if k != "posts_by_variables"}
+                    out = json.loads(json.dumps(stats))
                     st._refill_if_due()
                     out["credits_remaining"] = st.credits
+                    out["downs"] = st.downs
                 return self.send(200, out)
+            if path == "/_mock/post_outcomes" and cmd == "GET":
+                with st.lock:
+                    out = json.dumps(st.post_outcomes,
+                                     ensure_ascii=False).encode("utf-8")
+                return self.send(200, out)
+            if path == "/_mock/down" and cmd == "POST":
+                if not isinstance(data, dict) or set(data) - {
+                        "seconds", "drop_connections"}:
+                    raise ValueError("down takes {\"seconds\": s, "
+                                     "\"drop_connections\": bool}")
+                secs = data.get("seconds")
+                if not is_num(secs) or not 0 < secs <= 3600:
+                    raise ValueError("seconds must be a number in (0, 3600]")
+                self.send(200, {"ok": True, "seconds": secs})
+                self.wfile.flush()
+                # Only once the answer is out: the serve loop goes down.
+                self.server.request_down(float(secs),
+                                         data.get("drop_connections", True)
+                                         is not False)
+                return None
             if path == "/_mock/config":
                 if cmd == "POST":
                     if not isinstance(data, dict):
@@ -1110,8 +1289,19 @@ class Handler(BaseHTTPRequestHandler):
                     return self.send(200, st.get_config())
             now = time.time()
             if path == "/_mock/jobs" and cmd == "GET":
+                compact = dict(parse_qsl(query)).get("compact", "0") not in \
+                    ("", "0", "false")
                 with st.lock:
-                    out = [j.view(now) for _, j in sorted(st.jobs.items())]
+                    if compact:
+                        out = json.dumps([
+                            {"id": j.id, "package_id": j.package_id,
+                             "cluster_id": j.cluster_id,
+                             "variables": j.variables,
+                             "created": round(j.created, 6)}
+                            for _, j in sorted(st.jobs.items())],
+                            ensure_ascii=False).encode("utf-8")
+                    else:
+                        out = [j.view(now) for _, j in sorted(st.jobs.items())]
                 return self.send(200, out)
             m = re.match(r"^/_mock/jobs/(\d+)$", path)
             if m and cmd in ("GET", "POST"):
@@ -1123,6 +1313,7 @@ class Handler(BaseHTTPRequestHandler):
                         if not isinstance(data, dict):
                             raise ValueError("force takes a JSON object")
                         job.force(data, now)
+                        st.note_span(job)
                     return self.send(200, job.view(now))
         except (ValueError, TypeError, re.error) as e:
             return self.send(400, {"message": str(e)})
@@ -1144,6 +1335,65 @@ class MockServer(ThreadingHTTPServer):
             if opts.log_file else None
         self._log_lock = threading.Lock()
         self._date = (0, "")
+        self._conns = set()             # open client connections
+        self._conns_lock = threading.Lock()
+        self._down = None               # (seconds, drop) asked for
+
+    def track(self, conn, is_open):
+        with self._conns_lock:
+            if is_open:
+                self._conns.add(conn)
+            else:
+                self._conns.discard(conn)
+
+    def request_down(self, seconds, drop):
+        with self._conns_lock:
+            self._down = (seconds, drop)
+
+    def serve(self, poll_interval=0.2):
+        """serve_forever, but able to stop listening for a while (see
+        /_mock/down): the listening socket is replaced, so the loop selects
+        on whichever one is current."""
+        while True:
+            with self._conns_lock:
+                down, self._down = self._down, None
+            if down:
+                self.go_down(*down)
+            ready, _, _ = select.select([self], [], [], poll_interval)
+            if ready:
+                self._handle_request_noblock()
+            self.service_actions()
+
+    def go_down(self, seconds, drop):
+        """Refuse connections for seconds, then listen again on the same
+        address; the state is untouched."""
+        with self.state.lock:
+            self.state.downs += 1
+        self.log_line("down for %g s" % seconds)
+        self.socket.close()
+        if drop:
+            with self._conns_lock:
+                conns = list(self._conns)
+            for c in conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        STOP.wait(seconds)
+        deadline = time.time() + 30
+        while True:
+            self.socket = socket.socket(self.address_family,
+                                        self.socket_type)
+            try:
+                self.server_bind()
+                self.server_activate()
+                break
+            except OSError:
+                self.socket.close()
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.log_line("up again")
 
     def date(self):
         """The Date header, formatted once a second."""
@@ -1183,6 +1433,8 @@ def main(argv=None):
     p.add_argument("--rate-window", type=float, default=0,
                    help="refill the credits every so many seconds (0: never)")
     p.add_argument("--log-file")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the fault rules' random draws")
     opts = p.parse_args(argv)
 
     try:
@@ -1203,7 +1455,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        server.serve_forever(poll_interval=0.5)
+        server.serve(poll_interval=0.2)
     except (SystemExit, KeyboardInterrupt):
         pass
     finally:
