@@ -13,7 +13,8 @@
 #
 # While working on one part: "test/run.sh regress [TEST...]" runs only
 # pg_regress (all tests, or those named), "test/run.sh tap [SCRIPT...]"
-# only the TAP scripts (all, or those whose names are given, e.g. 010).
+# only the TAP scripts (all, or those whose names are given, e.g. 010),
+# "test/run.sh fuzz" only the fuzzers' regression inputs.
 #
 # SANITIZE=1 test/run.sh ... builds the extension with AddressSanitizer and
 # UndefinedBehaviorSanitizer and runs every server with their runtime;
@@ -33,8 +34,8 @@ REGRESS_DB=contrib_regression
 part=${1:-all}
 [ $# -gt 0 ] && shift
 case "$part" in
-	all|regress|tap) ;;
-	*) echo "usage: test/run.sh [regress|tap] [names...]" >&2; exit 2 ;;
+	all|regress|tap|fuzz) ;;
+	*) echo "usage: test/run.sh [regress|tap|fuzz] [names...]" >&2; exit 2 ;;
 esac
 
 check=
@@ -138,8 +139,34 @@ for t in "$TOP"/test/t/*.pl; do
 done
 }
 
-[ "$part" = tap ] || run_regress "$@"
-[ "$part" = regress ] || run_tap "$@"
+# --- fuzz regression inputs --------------------------------------------
+# Every input the fuzzers found a bug with, and their corpus, replayed once
+# through the fuzz targets (fuzz/README.md); one test for them all.
+run_fuzz_regress() {
+	say "fuzz regression inputs"
+	if ! command -v clang-14 >/dev/null ||
+		! dpkg -s libclang-rt-14-dev >/dev/null 2>&1; then
+		if [ "$(id -u)" = 0 ]; then
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				clang-14 libclang-rt-14-dev >/dev/null
+		fi
+	fi
+	if make -C "$TOP/fuzz" -s CC=clang-14 regress >"$work/fuzz.out" 2>&1; then
+		passed=$((passed + 1))
+		echo "fuzz regress: passed"
+	else
+		failed=$((failed + 1))
+		tail -40 "$work/fuzz.out"
+		echo "fuzz regress: failed"
+	fi
+}
+
+case "$part" in
+	all) run_regress; run_tap; run_fuzz_regress ;;
+	regress) run_regress "$@" ;;
+	tap) run_tap "$@" ;;
+	fuzz) run_fuzz_regress ;;
+esac
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
