@@ -4,8 +4,10 @@
  *	  xplenty_run_job() makes, N times over one libcurl easy handle, so
  *	  that one kept-alive connection carries every request.
  *
- *	  usage: libcurl_client URL API_KEY N [easy|multi]
+ *	  usage: libcurl_client URL API_KEY N [easy|multi|parallel K]
  *	  prints: calls=N seconds=S calls_per_sec=R new_connections=C
+ *	          cpu_seconds=T (the process's user + system CPU time for
+ *	          the timed calls)
  *
  *	  One untimed request first opens the connection (warm-up); every answer
  *	  must be 201 or the program fails.
@@ -23,6 +25,13 @@
  *	  separates multi from xplenty_run_job() is PostgreSQL's (executor,
  *	  request body, JSON parsing of the answer).
  *
+ *	  parallel K (for bench/queue.sh): K easy handles set up once, on one
+ *	  multi handle with at most K connections, each sending its next POST
+ *	  as soon as its answer is in, so that K requests are always in flight:
+ *	  what the peer sustains at the concurrency the queue's worker uses.
+ *	  The warm-up is K untimed requests at once, which open the K
+ *	  connections.
+ *
  *	  Build: gcc -O2 -o libcurl_client libcurl_client.c \
  *	             $(curl-config --cflags --libs)
  */
@@ -31,6 +40,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -53,6 +63,17 @@ now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* User + system CPU time of this process so far, in seconds. */
+static double
+cpu_seconds(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+		ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 /* One POST; returns the number of new connections it opened, or -1. */
@@ -332,7 +353,8 @@ run_multi(const char *url, const char *key, long n, struct curl_slist *headers)
 	CURL	   *easy = curl_easy_init();
 	long		new_connections = 0;
 	double		start,
-				seconds;
+				seconds,
+				cpu;
 
 	memset(&c, 0, sizeof(c));
 	c.timer_ms = -1;
@@ -353,6 +375,7 @@ run_multi(const char *url, const char *key, long n, struct curl_slist *headers)
 	if (m_post_once(&c, easy, url, key, headers, 0) < 0)
 		return 1;
 	start = now();
+	cpu = cpu_seconds();
 	for (long i = 1; i <= n; i++)
 	{
 		long		k = m_post_once(&c, easy, url, key, headers, i);
@@ -362,10 +385,124 @@ run_multi(const char *url, const char *key, long n, struct curl_slist *headers)
 		new_connections += k;
 	}
 	seconds = now() - start;
-	printf("calls=%ld seconds=%.6f calls_per_sec=%.1f new_connections=%ld\n",
-		   n, seconds, n / seconds, new_connections);
+	cpu = cpu_seconds() - cpu;
+	printf("calls=%ld seconds=%.6f calls_per_sec=%.1f new_connections=%ld "
+		   "cpu_seconds=%.6f\n", n, seconds, n / seconds, new_connections, cpu);
 	curl_easy_cleanup(easy);
 	curl_multi_cleanup(c.multi);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- parallel */
+
+static void
+setup_easy(CURL *easy, const char *url, const char *key,
+		   struct curl_slist *headers)
+{
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+	curl_easy_setopt(easy, CURLOPT_USERNAME, key);
+	curl_easy_setopt(easy, CURLOPT_PASSWORD, "");
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) (sizeof(body) - 1));
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
+}
+
+/*
+ * n requests with k in flight; returns the new connections opened, or -1.
+ */
+static long
+parallel_batch(CURLM *multi, CURL **handles, long k, long n)
+{
+	long		started = 0,
+				done = 0,
+				connects = 0;
+	int			running,
+				left;
+	CURLMsg    *msg;
+
+	for (long i = 0; i < k && started < n; i++, started++)
+		curl_multi_add_handle(multi, handles[i]);
+	while (done < n)
+	{
+		if (curl_multi_perform(multi, &running) != CURLM_OK)
+			return -1;
+		while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+		{
+			CURL	   *easy = msg->easy_handle;
+			long		status = 0,
+						c = 0;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			if (msg->data.result != CURLE_OK)
+			{
+				fprintf(stderr, "request %ld: %s\n", done,
+						curl_easy_strerror(msg->data.result));
+				return -1;
+			}
+			curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+			if (status != 201)
+			{
+				fprintf(stderr, "request %ld: status %ld, expected 201\n",
+						done, status);
+				return -1;
+			}
+			curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &c);
+			connects += c;
+			done++;
+			curl_multi_remove_handle(multi, easy);
+			if (started < n)
+			{
+				curl_multi_add_handle(multi, easy);
+				started++;
+			}
+		}
+		if (done < n)
+			curl_multi_poll(multi, NULL, 0, 1000, NULL);
+	}
+	return connects;
+}
+
+static int
+run_parallel(const char *url, const char *key, long n, long k,
+			 struct curl_slist *headers)
+{
+	CURLM	   *multi = curl_multi_init();
+	CURL	  **handles = calloc(k, sizeof(CURL *));
+	long		new_connections;
+	double		start,
+				seconds,
+				cpu;
+
+	if (multi == NULL || handles == NULL)
+		return 1;
+	curl_multi_setopt(multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, k);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, k);
+	for (long i = 0; i < k; i++)
+	{
+		if ((handles[i] = curl_easy_init()) == NULL)
+			return 1;
+		setup_easy(handles[i], url, key, headers);
+	}
+	/* Warm-up: k at once, which opens the k connections. */
+	if (parallel_batch(multi, handles, k, k) < 0)
+		return 1;
+	start = now();
+	cpu = cpu_seconds();
+	new_connections = parallel_batch(multi, handles, k, n);
+	if (new_connections < 0)
+		return 1;
+	seconds = now() - start;
+	cpu = cpu_seconds() - cpu;
+	printf("calls=%ld seconds=%.6f calls_per_sec=%.1f new_connections=%ld "
+		   "cpu_seconds=%.6f\n", n, seconds, n / seconds, new_connections, cpu);
+	for (long i = 0; i < k; i++)
+		curl_easy_cleanup(handles[i]);
+	curl_multi_cleanup(multi);
 	return 0;
 }
 
@@ -375,15 +512,20 @@ main(int argc, char **argv)
 	CURL	   *easy;
 	struct curl_slist *headers = NULL;
 	long		n;
+	long		k = 0;
 	long		new_connections = 0;
 	double		start,
-				seconds;
+				seconds,
+				cpu;
 
-	if (argc < 4 || argc > 5 || (n = atol(argv[3])) <= 0 ||
+	if (argc < 4 || argc > 6 || (n = atol(argv[3])) <= 0 ||
 		(argc == 5 && strcmp(argv[4], "easy") != 0 &&
-		 strcmp(argv[4], "multi") != 0))
+		 strcmp(argv[4], "multi") != 0) ||
+		(argc == 6 && (strcmp(argv[4], "parallel") != 0 ||
+					   (k = atol(argv[5])) <= 0)))
 	{
-		fprintf(stderr, "usage: %s URL API_KEY N [easy|multi]\n", argv[0]);
+		fprintf(stderr, "usage: %s URL API_KEY N [easy|multi|parallel K]\n",
+				argv[0]);
 		return 2;
 	}
 
@@ -400,23 +542,17 @@ main(int argc, char **argv)
 	}
 	if (argc == 5 && strcmp(argv[4], "multi") == 0)
 		return run_multi(argv[1], argv[2], n, headers);
+	if (argc == 6)
+		return run_parallel(argv[1], argv[2], n, k, headers);
 
-	curl_easy_setopt(easy, CURLOPT_URL, argv[1]);
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
-	curl_easy_setopt(easy, CURLOPT_USERNAME, argv[2]);
-	curl_easy_setopt(easy, CURLOPT_PASSWORD, "");
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, (long) (sizeof(body) - 1));
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, discard);
+	setup_easy(easy, argv[1], argv[2], headers);
 
 	/* Warm-up: open the connection. */
 	if (post_once(easy, 0) < 0)
 		return 1;
 
 	start = now();
+	cpu = cpu_seconds();
 	for (long i = 1; i <= n; i++)
 	{
 		long		c = post_once(easy, i);
@@ -427,8 +563,9 @@ main(int argc, char **argv)
 	}
 	seconds = now() - start;
 
-	printf("calls=%ld seconds=%.6f calls_per_sec=%.1f new_connections=%ld\n",
-		   n, seconds, n / seconds, new_connections);
+	cpu = cpu_seconds() - cpu;
+	printf("calls=%ld seconds=%.6f calls_per_sec=%.1f new_connections=%ld "
+		   "cpu_seconds=%.6f\n", n, seconds, n / seconds, new_connections, cpu);
 
 	curl_slist_free_all(headers);
 	curl_easy_cleanup(easy);

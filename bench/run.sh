@@ -31,110 +31,35 @@ REPEAT=${REPEAT:-3}
 TARGET=0.8
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SRC_DIR=$(dirname "$BENCH_DIR")
-OUT=$BENCH_DIR/out
-STAMP=$(date +%Y%m%d-%H%M%S)
-RUN=$OUT/run-$STAMP
+PROG=run.sh
+# shellcheck source=bench/lib.sh
+. "$BENCH_DIR/lib.sh"
+
+require_root
+ensure_packages postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev \
+    nginx curl gcc make
+make_run_dir
 RESULTS=$OUT/results-$STAMP.txt
-PGBIN=/usr/lib/postgresql/15/bin
-PACKAGES=(postgresql-15 postgresql-server-dev-15 libcurl4-openssl-dev nginx
-          curl gcc make)
-
-API_KEY=bench-api-key
-ACCOUNT=bench-account
-JOB_BODY='{"cluster_id": 52, "package_id": 434}'
-
-say() { printf '%s\n' "$*" >&2; }
-die() { say "run.sh: $*"; exit 1; }
-
-[ "$(id -u)" -eq 0 ] || die "run as root (sudo bench/run.sh): it installs packages, the extension, and runs PostgreSQL as the postgres user"
-
-# ---------------------------------------------------------------- packages
-missing=()
-for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
-        || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    say "installing: ${missing[*]}"
-    apt-get update
-    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
-fi
-id postgres >/dev/null 2>&1 || die "no postgres OS user (postgresql-15 should have made it)"
-
-mkdir -p "$RUN/pg" "$RUN/nginx"
-chown postgres: "$RUN/pg"
-cd "$RUN"    # a directory the postgres user can read, for runuser
-
-# ---------------------------------------------------------------- teardown
-NGINX_PID=
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [ -f "$RUN/pg/data/postmaster.pid" ]; then
-        runuser -u postgres -- "$PGBIN/pg_ctl" -D "$RUN/pg/data" -m fast -w stop \
-            >/dev/null 2>&1 || say "warning: could not stop PostgreSQL in $RUN/pg/data"
-    fi
-    if [ -f "$RUN/nginx/nginx.pid" ]; then
-        NGINX_PID=$(cat "$RUN/nginx/nginx.pid")
-    fi
-    if [ -n "$NGINX_PID" ] && kill -0 "$NGINX_PID" 2>/dev/null; then
-        kill -QUIT "$NGINX_PID" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$NGINX_PID" 2>/dev/null && kill -KILL "$NGINX_PID" 2>/dev/null || true
-    fi
-    if [ -z "${KEEP:-}" ]; then rm -rf "$RUN/pg/data"; fi
-    [ $rc -eq 0 ] || say "run.sh failed (exit $rc); logs are in $RUN"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_traps
 
 # ---------------------------------------------------------------- build
-# BUILD_FROM=<git revision> builds that commit (exported to $RUN/src)
-# instead of the working tree, e.g. while the working tree is mid-change.
-BUILD_DIR=$SRC_DIR
-if [ -n "${BUILD_FROM:-}" ]; then
-    REV=$(git -C "$SRC_DIR" rev-parse --short "$BUILD_FROM") || die "no revision $BUILD_FROM"
-    mkdir -p "$RUN/src"
-    git -C "$SRC_DIR" archive "$REV" | tar -x -C "$RUN/src"
-    BUILD_DIR=$RUN/src
-    SOURCE_DESC="commit $REV (BUILD_FROM=$BUILD_FROM)"
-    if [ -n "${PATCH:-}" ]; then
-        patch -p1 -d "$BUILD_DIR" <"$PATCH" >"$RUN/patch.log" 2>&1 \
-            || { cat "$RUN/patch.log" >&2; die "patch $PATCH does not apply"; }
-        SOURCE_DESC="$SOURCE_DESC + patch $(basename "$PATCH")"
-    fi
-elif [ -n "${PATCH:-}" ]; then
-    die "PATCH needs BUILD_FROM (the working tree is never patched)"
-else
-    REV=$(git -C "$SRC_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')
-    SOURCE_DESC="working tree at $REV"
-    if ! git -C "$SRC_DIR" diff --quiet HEAD -- src sql Makefile 2>/dev/null ||
-       [ -n "$(git -C "$SRC_DIR" ls-files --others --exclude-standard -- src sql 2>/dev/null)" ]; then
-        SOURCE_DESC="$SOURCE_DESC, with uncommitted changes"
-    fi
-fi
+resolve_source
 # A build of the working tree is installed (make install) and loaded as
 # 'xplenty' with CREATE EXTENSION.  A BUILD_FROM build is not installed:
 # the throwaway cluster finds it first on dynamic_library_path and gets
 # xplenty_run_job() from it with CREATE FUNCTION, so the system's installed
 # copy (which a developer may be testing) is left alone.
-# (env -u PROFILE: PGXS would read PROFILE from the environment into CFLAGS.)
 if [ -n "${BUILD_FROM:-}" ]; then
     say "building the extension from $SOURCE_DESC, not installing it (log: $RUN/build.log)"
-    env -u PROFILE make -C "$BUILD_DIR" PG_CONFIG="$PGBIN/pg_config" >"$RUN/build.log" 2>&1 \
-        || { tail -30 "$RUN/build.log" >&2; die "build failed"; }
+    make_ext
     # Found first through dynamic_library_path, so that the background
     # worker, which loads the library by name, gets this copy too.
     LIB_DIR=$BUILD_DIR
     SOURCE_DESC="$SOURCE_DESC, loaded from $LIB_DIR/xplenty.so"
 elif [ -z "${SKIP_BUILD:-}" ]; then
     say "building and installing the extension from $SOURCE_DESC (log: $RUN/build.log)"
-    { env -u PROFILE make -C "$BUILD_DIR" PG_CONFIG="$PGBIN/pg_config" &&
-      env -u PROFILE make -C "$BUILD_DIR" PG_CONFIG="$PGBIN/pg_config" install; } \
-        >"$RUN/build.log" 2>&1 || { tail -30 "$RUN/build.log" >&2; die "build failed"; }
+    make_ext
+    make_ext install
     LIB_DIR=
 else
     SOURCE_DESC="the installed extension (SKIP_BUILD); tree: $SOURCE_DESC"
@@ -144,75 +69,21 @@ fi
 gcc -O2 -Wall -Wextra -o "$RUN/libcurl_client" "$BENCH_DIR/libcurl_client.c" \
     $(curl-config --cflags) $(curl-config --libs)
 
-# ---------------------------------------------------------------- CPUs
-# Two cores: nginx gets one, the client under test (and this script, curl,
-# psql, and the PostgreSQL backends, which inherit it from the postmaster)
-# the other.
-NCPU=$(nproc)
-if [ "$NCPU" -ge 2 ] && command -v taskset >/dev/null; then
-    CLIENT_CPU=0
-    SERVER_CPU=1
-    taskset -pc "$CLIENT_CPU" $$ >/dev/null
-    PIN_SERVER=(taskset -c "$SERVER_CPU")
-    PINNING="client side (backend/libcurl_client/curl) on CPU $CLIENT_CPU, nginx on CPU $SERVER_CPU"
-else
-    PIN_SERVER=()
-    PINNING="none (fewer than 2 CPUs or no taskset)"
-fi
-
-free_port() {
-    local p
-    for _ in $(seq 100); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"; return 0
-        fi
-    done
-    die "no free port found"
-}
-
-# ---------------------------------------------------------------- nginx
-NGINX_PORT=$(free_port)
-sed -e "s|@RUNDIR@|$RUN|g" -e "s|@PORT@|$NGINX_PORT|g" \
-    "$BENCH_DIR/nginx.conf.in" >"$RUN/nginx/nginx.conf"
-"${PIN_SERVER[@]}" nginx -p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" \
-    -e "$RUN/nginx/error.log" -g 'daemon on;'
-for _ in $(seq 50); do [ -s "$RUN/nginx/nginx.pid" ] && break; sleep 0.1; done
-NGINX_PID=$(cat "$RUN/nginx/nginx.pid")
-API_URL="http://127.0.0.1:$NGINX_PORT"
-JOBS_URL="$API_URL/$ACCOUNT/api/jobs"
-code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -u "$API_KEY:" -d "$JOB_BODY" "$JOBS_URL")
-[ "$code" = 201 ] || die "nginx answers $code, not 201, on $JOBS_URL"
-JOB_ANSWER=$(curl -s -X POST -u "$API_KEY:" -d "$JOB_BODY" "$JOBS_URL")
-
-# accepted-connections and requests counters of nginx, "accepts requests"
-nginx_counters() {
-    curl -s "$API_URL/nginx_status" | awk 'NR == 3 { print $1, $3 }'
-}
+# ---------------------------------------------------------------- servers
+setup_pinning
+start_nginx
 
 # ---------------------------------------------------------------- PostgreSQL
-PG_PORT=$(free_port)
-runuser -u postgres -- "$PGBIN/initdb" -D "$RUN/pg/data" -A trust -U postgres \
-    -E UTF8 --locale=C --no-sync >"$RUN/pg/initdb.log" 2>&1 \
-    || { cat "$RUN/pg/initdb.log" >&2; die "initdb failed"; }
+init_cluster "$RUN/pg/data"
 cat >>"$RUN/pg/data/postgresql.conf" <<EOF
-
-# bench/run.sh
-port = $PG_PORT
-listen_addresses = ''
-unix_socket_directories = '$RUN/pg'
 shared_preload_libraries = 'xplenty'
 ${LIB_DIR:+dynamic_library_path = '$LIB_DIR:\$libdir'}
-fsync = off
 xplenty.api_url = '$API_URL'
 xplenty.account_id = '$ACCOUNT'
 xplenty.api_key = '$API_KEY'
 EOF
-runuser -u postgres -- "$PGBIN/pg_ctl" -D "$RUN/pg/data" -l "$RUN/pg/postgres.log" \
-    -w start >/dev/null || { tail -20 "$RUN/pg/postgres.log" >&2; die "PostgreSQL did not start"; }
-
-PSQL=(runuser -u postgres -- "$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1
-      -h "$RUN/pg" -p "$PG_PORT" -d postgres)
+start_cluster "$RUN/pg/data"
+psql_cmd postgres
 if [ -z "$LIB_DIR" ]; then
     "${PSQL[@]}" -c 'CREATE EXTENSION xplenty'
 else
@@ -231,9 +102,6 @@ id=$("${PSQL[@]}" -c "SELECT xplenty_run_job(52, 434)->>'id'")
 conns_between() {    # "accepts requests" before, after; the second status call is one
     awk -v b="$1" -v a="$2" 'BEGIN { split(b, B, " "); split(a, A, " "); print A[1] - B[1] - 1 }'
 }
-
-# psql \timing of one statement, in ms, from psql's output.
-statement_ms() { awk '/^Time:/ { print $2 }'; }
 
 # One new session: one untimed call opens the kept-alive connection, then
 # the timed statement; psql's \timing is the statement's whole time.
@@ -312,9 +180,6 @@ run_one() {    # name -> "calls_per_sec connections"
     esac
 }
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END {
-    if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 NAMES=(sql easy multi cmd parse)
 declare -A RATES=() CONNS=() MED=()
 
@@ -368,8 +233,6 @@ if [ -n "${PERF:-}" ] && command -v perf >/dev/null && [ -n "${CLIENT_CPU:-}" ];
     done
 fi
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-usec() { awk -v r="$1" 'BEGIN { printf "%.1f", 1e6 / r }'; }
 R_LIBCURL=$(ratio "${MED[sql]}" "${MED[easy]}")
 R_CMD=$(ratio "${MED[sql]}" "${MED[cmd]}")
 VERDICT=$(awk -v r="$R_LIBCURL" -v t="$TARGET" 'BEGIN { print (r >= t) ? "meets" : "MISSES" }')
@@ -384,10 +247,7 @@ row() {    # label name calls
 # ---------------------------------------------------------------- report
 {
     echo "xplenty benchmark, $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "machine:  $NCPU CPUs, $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r)"
-    echo "software: $("$PGBIN/postgres" --version), $(curl-config --version), $(nginx -v 2>&1 | sed 's/.*: //')"
-    echo "source:   $SOURCE_DESC"
-    echo "pinning:  $PINNING"
+    machine_lines
     echo "peer:     nginx, worker_processes 1, on $API_URL (loopback, plain HTTP)"
     echo "rounds:   $REPEAT, after one warm-up round, each running all measurements side by side; median shown"
     echo

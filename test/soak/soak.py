@@ -905,11 +905,21 @@ class Soak:
                                  mx(ys, "VmRSS"), mx(ys, "RssShmem"),
                                  mx(ys, "fds"), mx(ys, "sockets"),
                                  mx(ys, "datafiles"), mx(ys, "otherfds")))
-        self.say("  (RssAnon over time is the high-water mark of the work "
-                 "in flight, which glibc keeps after it is freed: the "
-                 "checks-only tail holds 64 pages of 100 jobs at once; so "
-                 "it is reported, and growth is judged at the idle moments "
-                 "above and at equal ages below)")
+        fs = [x for x in first if phase(x) == "sending"]
+        ls = [x for x in last if phase(x) == "sending"]
+        if len(fs) >= 3 and len(ls) >= 3:
+            self.check("worker heap (RssAnon) while sending, last 10% of the "
+                       "drain <= first 10% + 10% + 1 MB (medians)",
+                       med(ls, "RssAnon") <= med(fs, "RssAnon") * 1.1 + 1024,
+                       "%.0f -> %.0f kB" % (med(fs, "RssAnon"),
+                                            med(ls, "RssAnon")))
+        else:
+            self.say("  (fewer than 3 samples while sending in the first or "
+                     "the last tenth: not compared)")
+        self.say("  (RssAnon follows the work in flight, a check's answer "
+                 "being some 50 times a POST's, and keeps what glibc keeps "
+                 "of freed memory: so only samples of the same mix are "
+                 "compared, and the idle moments above are the exact test)")
         self.check("descriptors other than sockets and relation files: last "
                    "10% <= first 10% + 4",
                    first and last and
