@@ -6,8 +6,10 @@ extension created and a running mock, both started by soak.sh.
 What it does:
   1. installs the mock's random fault rules (FAULTS below);
   2. queues N requests, {"REQ": "soak-<i>"} for cluster 52 and one of
-     NPKG packages, in batches of one transaction each, the next batch
-     whenever fewer than half a batch are still queued;
+     NPKG packages, in batches of one transaction each: a warm-up batch
+     (N/20, at most 1,000), drained before anything else and followed by
+     a look at the idle worker's memory, then batches of --batch, the
+     next whenever fewer than half a batch are still queued;
   3. meanwhile, as the share of requests in a final state passes each
      point of CHAOS, kills the worker with SIGKILL (the postmaster then
      reinitializes, as after any crash), restarts the server with

@@ -6,7 +6,7 @@
 # Run as root, like test/run.sh (it installs Debian packages and the
 # extension):
 #     test/soak/soak.sh                 # SOAK_N=100000 requests
-#     SOAK_N=2000 test/soak/soak.sh     # a quick try, about two minutes
+#     SOAK_N=2000 test/soak/soak.sh     # a quick try, about a minute
 # It builds and installs the extension, starts a throwaway cluster
 # (test/lib.sh start_cluster) and a mock Xplenty API, and runs
 # test/soak/soak.py, which queues the requests in batches, runs the chaos
