@@ -37,11 +37,12 @@ typedef struct XplentyJobMatch
 extern void xplenty_prepare_job_check(XplentyHttpRequest *req,
 									  const XplentyQueuedRequest *queued,
 									  int page);
-extern XplentyCheckResult xplenty_job_check_answer(const XplentyHttpRequest *r,
-												   const XplentyQueuedRequest *,
-												   int page, List **matches,
-												   bool *more_pages,
-												   XplentyFailure *f);
+extern XplentyCheckResult
+			xplenty_job_check_answer(const XplentyHttpRequest *req,
+									 const XplentyQueuedRequest *queued,
+									 int page, List **matches,
+									 bool *more_pages,
+									 XplentyFailure *failure);
 extern XplentyCheckResult xplenty_job_check_next(int page, bool more_pages);
 
 #endif							/* XPLENTY_JOB_CHECK_H */
