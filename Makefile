@@ -6,6 +6,7 @@ EXTENSION = xplenty
 MODULE_big = xplenty
 OBJS = \
 	src/answer.o \
+	src/answer_jsonb.o \
 	src/answer_text.o \
 	src/api.o \
 	src/arg_checks.o \
@@ -18,6 +19,7 @@ OBJS = \
 	src/job_request.o \
 	src/jobs.o \
 	src/poll.o \
+	src/quick_json.o \
 	src/queue.o \
 	src/retry.o \
 	src/run_job.o \

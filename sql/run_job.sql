@@ -166,6 +166,56 @@ SELECT code, message, detail LIKE 'The answer cannot be read as jsonb: value ove
 FROM try($$SELECT xplenty_run_job(52, 434)$$);
 
 --
+-- A 201 whose job is read in one pass (src/quick_json.c, answer_jsonb.c)
+-- gives the very jsonb that jsonb_in makes of the same text.
+--
+-- escapes and characters beyond ASCII
+\! test/mock/mockctl faults '{"path": "^/jobs$", "status": 201, "headers": {"Content-Type": "application/json"}, "body": "{\"id\": 157, \"s\": \"tab\\there \\\"q\\\" \\\\ \\/ \\b\\f\\n\\r\", \"u\": \"\\u00e9\\u4e2d\\ud83d\\ude00\", \"raw\": \"é中😀\"}"}'
+SELECT j = a::jsonb AS same_value, j::text = a::jsonb::text AS same_text,
+       pg_column_size(j) = pg_column_size(a::jsonb) AS same_size
+FROM (SELECT xplenty_run_job(52, 434) AS j) r,
+     (SELECT $answer${"id": 157, "s": "tab\there \"q\" \\ \/ \b\f\n\r", "u": "\u00e9\u4e2d\ud83d\ude00", "raw": "é中😀"}$answer$::text AS a) t;
+-- the same key twice: the later one is kept
+\! test/mock/mockctl faults '{"path": "^/jobs$", "status": 201, "headers": {"Content-Type": "application/json"}, "body": "{\"id\": 1, \"b\": 1, \"a\": 2, \"b\": 3, \"aa\": [], \"\": {}, \"id\": 157}"}'
+SELECT j = a::jsonb AS same_value, j::text = a::jsonb::text AS same_text,
+       pg_column_size(j) = pg_column_size(a::jsonb) AS same_size
+FROM (SELECT xplenty_run_job(52, 434) AS j) r,
+     (SELECT $answer${"id": 1, "b": 1, "a": 2, "b": 3, "aa": [], "": {}, "id": 157}$answer$::text AS a) t;
+-- numbers
+\! test/mock/mockctl faults '{"path": "^/jobs$", "status": 201, "headers": {"Content-Type": "application/json"}, "body": "{\"id\": 157, \"n\": [0, -0, 7, -42, 1.5, -12.250, 0.0, 10000, 123456789012345678, 1234567890123456789, -999999999999999999, 12345678901234567890123456789.123456789]}"}'
+SELECT j = a::jsonb AS same_value, j::text = a::jsonb::text AS same_text,
+       pg_column_size(j) = pg_column_size(a::jsonb) AS same_size
+FROM (SELECT xplenty_run_job(52, 434) AS j) r,
+     (SELECT $answer${"id": 157, "n": [0, -0, 7, -42, 1.5, -12.250, 0.0, 10000, 123456789012345678, 1234567890123456789, -999999999999999999, 12345678901234567890123456789.123456789]}$answer$::text AS a) t;
+-- a number too long for the quick reader, which leaves it to jsonb_in
+\! test/mock/mockctl faults '{"path": "^/jobs$", "status": 201, "headers": {"Content-Type": "application/json"}, "body": "{\"id\": 157, \"n\": 1234567890123456789012345678901234567890.5}"}'
+SELECT j = a::jsonb AS same_value, j::text = a::jsonb::text AS same_text,
+       pg_column_size(j) = pg_column_size(a::jsonb) AS same_size
+FROM (SELECT xplenty_run_job(52, 434) AS j) r,
+     (SELECT $answer${"id": 157, "n": 1234567890123456789012345678901234567890.5}$answer$::text AS a) t;
+-- nesting, empty containers, keywords
+\! test/mock/mockctl faults '{"path": "^/jobs$", "status": 201, "headers": {"Content-Type": "application/json"}, "body": "{\"id\": 157, \"a\": [[[]], {\"x\": {\"y\": [null, true, false]}}], \"e\": [], \"o\": {}}"}'
+SELECT j = a::jsonb AS same_value, j::text = a::jsonb::text AS same_text,
+       pg_column_size(j) = pg_column_size(a::jsonb) AS same_size
+FROM (SELECT xplenty_run_job(52, 434) AS j) r,
+     (SELECT $answer${"id": 157, "a": [[[]], {"x": {"y": [null, true, false]}}], "e": [], "o": {}}$answer$::text AS a) t;
+-- white space around every token
+\! test/mock/mockctl faults '{"path": "^/jobs$", "status": 201, "headers": {"Content-Type": "application/json"}, "body": " \n\t{ \"id\" : 157 , \"k\"\r\n: [ 1 , 2 ] }\n "}'
+SELECT j = a::jsonb AS same_value, j::text = a::jsonb::text AS same_text,
+       pg_column_size(j) = pg_column_size(a::jsonb) AS same_size
+FROM (SELECT xplenty_run_job(52, 434) AS j) r,
+     (SELECT $answer$ 
+	{ "id" : 157 , "k"
+: [ 1 , 2 ] }
+ $answer$::text AS a) t;
+-- more members than the insertion sort takes
+\! test/mock/mockctl faults '{"path": "^/jobs$", "status": 201, "headers": {"Content-Type": "application/json"}, "body": "{\"k19\": 0, \"k13\": 1, \"k5\": 2, \"k39\": 3, \"k3\": 4, \"k11\": 5, \"k28\": 6, \"k14\": 7, \"k18\": 8, \"k36\": 9, \"k9\": 10, \"k2\": 11, \"k1\": 12, \"k24\": 13, \"k10\": 14, \"k33\": 15, \"k27\": 16, \"k31\": 17, \"k21\": 18, \"k29\": 19, \"k38\": 20, \"k20\": 21, \"k12\": 22, \"k26\": 23, \"k25\": 24, \"k32\": 25, \"k7\": 26, \"k22\": 27, \"k6\": 28, \"k7\": 29, \"k17\": 30, \"k16\": 31, \"k35\": 32, \"k0\": 33, \"k4\": 34, \"k30\": 35, \"k23\": 36, \"k8\": 37, \"k34\": 38, \"k37\": 39, \"k15\": 40, \"id\": 157}"}'
+SELECT j = a::jsonb AS same_value, j::text = a::jsonb::text AS same_text,
+       pg_column_size(j) = pg_column_size(a::jsonb) AS same_size
+FROM (SELECT xplenty_run_job(52, 434) AS j) r,
+     (SELECT $answer${"k19": 0, "k13": 1, "k5": 2, "k39": 3, "k3": 4, "k11": 5, "k28": 6, "k14": 7, "k18": 8, "k36": 9, "k9": 10, "k2": 11, "k1": 12, "k24": 13, "k10": 14, "k33": 15, "k27": 16, "k31": 17, "k21": 18, "k29": 19, "k38": 20, "k20": 21, "k12": 22, "k26": 23, "k25": 24, "k32": 25, "k7": 26, "k22": 27, "k6": 28, "k7": 29, "k17": 30, "k16": 31, "k35": 32, "k0": 33, "k4": 34, "k30": 35, "k23": 36, "k8": 37, "k34": 38, "k37": 39, "k15": 40, "id": 157}$answer$::text AS a) t;
+
+--
 -- An answer larger than xplenty.max_response_size is refused.
 --
 SET xplenty.max_response_size = '1kB';

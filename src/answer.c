@@ -27,6 +27,7 @@
 #include "utils/resowner.h"
 
 #include "answer.h"
+#include "answer_jsonb.h"
 #include "answer_text.h"
 
 /* How long an API error message may be before it is cut. */
@@ -103,6 +104,10 @@ parse_checked_answer(const char *answer, size_t len, char **problem)
  * as a PL/pgSQL block with an EXCEPTION clause does, and an ERROR becomes
  * a *problem with the answer like any other; only a cancel or a shutdown
  * goes on as an ERROR.
+ *
+ * All of that is only for answers out of the ordinary.  An ordinary one,
+ * which is every answer the API gives when things go right, is read in one
+ * pass by xplenty_quick_answer_jsonb, which cannot raise such an ERROR.
  */
 Jsonb *
 xplenty_parse_answer(const char *answer, size_t len, char **problem)
@@ -123,6 +128,10 @@ xplenty_parse_answer(const char *answer, size_t len, char **problem)
 		*problem = pstrdup("The answer is too large to parse.");
 		return NULL;
 	}
+
+	result = xplenty_quick_answer_jsonb(answer, len);
+	if (result != NULL)
+		return result;
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcontext);
