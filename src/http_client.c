@@ -28,6 +28,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "storage/latch.h"
@@ -48,6 +49,27 @@
 #define USER_AGENT "xplenty-postgresql/1.0"
 #define ACCEPT_HEADER "Accept: application/vnd.xplenty+json; version=2"
 
+/* How many idle easy handles a client keeps for reuse. */
+#define MAX_SPARE_HANDLES 64
+
+/*
+ * An easy handle, and what its options were last set up for.  A handle
+ * set up for a request of the same kind (the same method, a body or none,
+ * the same key and settings) is reused as it is: only the URL, if it
+ * differs, and what points into the request are set again.  Otherwise it
+ * would be curl_easy_reset and some thirty options again for every call,
+ * which libcurl copies and checks one by one.
+ */
+typedef struct XplentyEasyHandle
+{
+	CURL	   *curl;
+	bool		set_up;			/* the fields below describe its options */
+	XplentyHttpMethod method;
+	bool		has_body;
+	uint64		settings_hash;	/* see settings_hash() */
+	char	   *url;			/* the URL it has, in the client's context */
+} XplentyEasyHandle;
+
 struct XplentyHttpClient
 {
 	CURLM	   *multi;
@@ -55,10 +77,22 @@ struct XplentyHttpClient
 	WaitEventSet *wait_set;		/* latch, postmaster death, epoll_fd */
 	long		timer_ms;		/* libcurl's wish: -1 none, else delay */
 	TimestampTz timer_set_at;
+	uint8	   *socket_state;	/* SOCKET_* flags, indexed by descriptor */
+	int			socket_state_size;
 	int			in_flight;
 	dlist_head	finished;		/* requests done, not yet collected */
-	List	   *spare_handles;	/* easy handles kept for reuse */
+	List	   *spare_handles;	/* XplentyEasyHandles kept for reuse */
 };
+
+/*
+ * What epoll_fd holds for each socket; see watch_socket.  SOCKET_OWN marks
+ * a connection's socket, which open_socket made and close_socket closes.
+ */
+#define SOCKET_IN_EPOLL		0x01	/* registered in epoll_fd */
+#define SOCKET_WANTED		0x02	/* libcurl wants to hear about it */
+#define SOCKET_OWN			0x04	/* opened through open_socket */
+#define SOCKET_READ			0x08	/* registered for EPOLLIN */
+#define SOCKET_WRITE		0x10	/* registered for EPOLLOUT */
 
 static bool curl_initialized = false;
 static XplentyHttpClient *session_client = NULL;
@@ -68,6 +102,9 @@ static struct curl_slist *send_headers = NULL;
 static void initialize_curl(void);
 static int	watch_socket(CURL *easy, curl_socket_t sock, int what,
 						 void *client_arg, void *socket_arg);
+static curl_socket_t open_socket(void *client_arg, curlsocktype purpose,
+								 struct curl_sockaddr *address);
+static int	close_socket(void *client_arg, curl_socket_t sock);
 static int	set_timer(CURLM *multi, long timeout_ms, void *client_arg);
 static size_t collect_answer(char *data, size_t size, size_t nmemb,
 							 void *req_arg);
@@ -75,10 +112,12 @@ static size_t collect_header(char *data, size_t size, size_t nitems,
 							 void *req_arg);
 static int	before_sending(void *req_arg, char *primary_ip, char *local_ip,
 						   int primary_port, int local_port);
-static CURL *open_easy_handle(XplentyHttpClient *client,
-							  XplentyHttpRequest *req, const char *api_key);
+static XplentyEasyHandle *open_easy_handle(XplentyHttpClient *client,
+											XplentyHttpRequest *req,
+											const char *api_key);
 static void collect_finished(XplentyHttpClient *client);
-static void release_easy_handle(XplentyHttpClient *client, CURL *easy);
+static void release_easy_handle(XplentyHttpClient *client,
+								XplentyEasyHandle *handle);
 static long time_to_curl_timer(XplentyHttpClient *client);
 
 /*
@@ -210,8 +249,67 @@ xplenty_http_session_client(void)
 }
 
 /*
+ * track_socket
+ *		Make room to record the state of a socket; false if there is none.
+ *
+ * Runs in libcurl's callbacks, so it must not ereport: it allocates with
+ * MCXT_ALLOC_NO_OOM, and libcurl fails the transfer when it gets false.
+ */
+static bool
+track_socket(XplentyHttpClient *client, curl_socket_t sock)
+{
+	int			size;
+	uint8	   *grown;
+
+	if (sock < 0)
+		return false;
+	if (sock < client->socket_state_size)
+		return true;
+	size = Max(64, client->socket_state_size);
+	while (size <= sock)
+		size *= 2;
+	grown = MemoryContextAllocExtended(GetMemoryChunkContext(client), size,
+									   MCXT_ALLOC_NO_OOM | MCXT_ALLOC_ZERO);
+	if (grown == NULL)
+		return false;
+	if (client->socket_state != NULL)
+	{
+		memcpy(grown, client->socket_state, client->socket_state_size);
+		pfree(client->socket_state);
+	}
+	client->socket_state = grown;
+	client->socket_state_size = size;
+	return true;
+}
+
+/*
+ * forget_socket
+ *		Take a socket out of our epoll set.
+ */
+static void
+forget_socket(XplentyHttpClient *client, curl_socket_t sock)
+{
+	uint8	   *state = &client->socket_state[sock];
+
+	/* The socket may already be closed, which removed it anyway. */
+	if (*state & SOCKET_IN_EPOLL)
+		(void) epoll_ctl(client->epoll_fd, EPOLL_CTL_DEL, sock, NULL);
+	*state &= SOCKET_OWN;
+}
+
+/*
  * watch_socket
  *		libcurl's socket callback: mirror its wishes into our epoll set.
+ *
+ * libcurl gives up interest in a kept-alive connection's socket at the end
+ * of every transfer and takes it up again at the start of the next.  With
+ * a request at a time on one connection, taking it out of epoll and back
+ * each time would be three of the call's nine system calls.  So a
+ * connection's socket (SOCKET_OWN) stays registered while libcurl does not
+ * want it, and comes out only if it has an event nobody wants (the server
+ * closing an idle connection: see xplenty_http_wait) or when it is closed
+ * (close_socket).  Other sockets, such as the threaded resolver's, which
+ * libcurl closes itself, come out at once.
  */
 static int
 watch_socket(CURL *easy, curl_socket_t sock, int what, void *client_arg,
@@ -219,30 +317,104 @@ watch_socket(CURL *easy, curl_socket_t sock, int what, void *client_arg,
 {
 	XplentyHttpClient *client = (XplentyHttpClient *) client_arg;
 	struct epoll_event ev;
+	uint8	   *state;
+	uint8		events = 0;
+	int			op;
 
 	(void) easy;
 	(void) socket_arg;
+	if (!track_socket(client, sock))
+		return -1;
+	state = &client->socket_state[sock];
+
 	if (what == CURL_POLL_REMOVE)
 	{
-		/* The socket may already be closed, which removed it anyway. */
-		(void) epoll_ctl(client->epoll_fd, EPOLL_CTL_DEL, sock, NULL);
+		if ((*state & SOCKET_OWN) && (*state & SOCKET_IN_EPOLL))
+			*state &= ~SOCKET_WANTED;
+		else
+			forget_socket(client, sock);
 		return 0;
 	}
 
 	memset(&ev, 0, sizeof(ev));
 	ev.data.fd = sock;
 	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-		ev.events |= EPOLLIN;
-	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-		ev.events |= EPOLLOUT;
-
-	if (epoll_ctl(client->epoll_fd, EPOLL_CTL_MOD, sock, &ev) != 0)
 	{
-		if (errno != ENOENT ||
-			epoll_ctl(client->epoll_fd, EPOLL_CTL_ADD, sock, &ev) != 0)
+		ev.events |= EPOLLIN;
+		events |= SOCKET_READ;
+	}
+	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+	{
+		ev.events |= EPOLLOUT;
+		events |= SOCKET_WRITE;
+	}
+
+	if ((*state & SOCKET_IN_EPOLL) &&
+		(*state & (SOCKET_READ | SOCKET_WRITE)) == events)
+	{
+		*state |= SOCKET_WANTED;
+		return 0;
+	}
+
+	/* Either may fail if the socket was closed behind our back. */
+	op = (*state & SOCKET_IN_EPOLL) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+	if (epoll_ctl(client->epoll_fd, op, sock, &ev) != 0)
+	{
+		if (op == EPOLL_CTL_MOD && errno == ENOENT)
+			op = EPOLL_CTL_ADD;
+		else if (op == EPOLL_CTL_ADD && errno == EEXIST)
+			op = EPOLL_CTL_MOD;
+		else
+			return -1;
+		if (epoll_ctl(client->epoll_fd, op, sock, &ev) != 0)
 			return -1;
 	}
+	*state = (*state & SOCKET_OWN) | SOCKET_IN_EPOLL | SOCKET_WANTED | events;
 	return 0;
+}
+
+/*
+ * open_socket
+ *		libcurl's open-socket callback: make a connection's socket, as
+ *		libcurl would, and note it as one that close_socket will close.
+ */
+static curl_socket_t
+open_socket(void *client_arg, curlsocktype purpose,
+			struct curl_sockaddr *address)
+{
+	XplentyHttpClient *client = (XplentyHttpClient *) client_arg;
+	curl_socket_t sock;
+
+	(void) purpose;
+	sock = socket(address->family, address->socktype, address->protocol);
+	if (sock == CURL_SOCKET_BAD)
+		return sock;
+	if (!track_socket(client, sock))
+	{
+		close(sock);
+		return CURL_SOCKET_BAD;
+	}
+	/* A socket of that number that was closed left nothing behind. */
+	client->socket_state[sock] = SOCKET_OWN;
+	return sock;
+}
+
+/*
+ * close_socket
+ *		libcurl's close-socket callback: take the socket out of our epoll
+ *		set, forget it, and close it.
+ */
+static int
+close_socket(void *client_arg, curl_socket_t sock)
+{
+	XplentyHttpClient *client = (XplentyHttpClient *) client_arg;
+
+	if (sock >= 0 && sock < client->socket_state_size)
+	{
+		forget_socket(client, sock);
+		client->socket_state[sock] = 0;
+	}
+	return close(sock);
 }
 
 /*
@@ -398,36 +570,55 @@ before_sending(void *req_arg, char *primary_ip, char *local_ip,
 }
 
 /*
- * open_easy_handle
- *		Take a spare easy handle or make one, and set it up for the request.
+ * hash_setting
+ *		Fold a string setting (NULL or empty: none) into a hash.
+ */
+static uint64
+hash_setting(uint64 hash, const char *value)
+{
+	if (value == NULL || value[0] == '\0')
+		return hash_combine64(hash, 0);
+	return hash_combine64(hash,
+						  hash_bytes_extended((const unsigned char *) value,
+											  (int) strlen(value), 0));
+}
+
+/*
+ * settings_hash
+ *		A hash of everything set_up_easy_handle takes from the settings and
+ *		the key, to tell whether a handle's options are still right.
+ *
+ * The key goes in only as this hash, so that no copy of it is kept.
+ */
+static uint64
+settings_hash(const XplentyHttpRequest *req, const char *api_key)
+{
+	uint64		hash = 0;
+
+	hash = hash_setting(hash, api_key);
+	hash = hash_setting(hash, xplenty_ca_file);
+	hash = hash_setting(hash, xplenty_proxy);
+	hash = hash_combine64(hash, (uint64) xplenty_connect_timeout_ms);
+	hash = hash_combine64(hash, (uint64) xplenty_request_timeout_ms);
+	hash = hash_combine64(hash, (uint64) xplenty_tls_verify);
+	hash = hash_combine64(hash, (uint64) req->answer_limit);
+	return hash;
+}
+
+/*
+ * set_up_easy_handle
+ *		Give a fresh (or reset) easy handle every option that a request of
+ *		this kind needs, but for the URL and what points into the request.
  *
  * libcurl copies every string option, so the API key is not kept past this
  * call by us.  MAX_CONNECTION_AGE_SECONDS is shorter than the idle timeout
  * of common servers and load balancers (60 s and more), so that we seldom
  * send on a connection the other end is just closing.
  */
-static CURL *
-open_easy_handle(XplentyHttpClient *client, XplentyHttpRequest *req,
-				 const char *api_key)
+static void
+set_up_easy_handle(XplentyHttpClient *client, CURL *easy,
+				   const XplentyHttpRequest *req, const char *api_key)
 {
-	CURL	   *easy;
-
-	if (client->spare_handles != NIL)
-	{
-		easy = (CURL *) llast(client->spare_handles);
-		client->spare_handles = list_delete_last(client->spare_handles);
-		curl_easy_reset(easy);
-	}
-	else
-	{
-		easy = curl_easy_init();
-		if (easy == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("could not create a libcurl handle")));
-	}
-
-	curl_easy_setopt(easy, CURLOPT_URL, req->url);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, USER_AGENT);
@@ -451,14 +642,13 @@ open_easy_handle(XplentyHttpClient *client, XplentyHttpRequest *req,
 					 xplenty_proxy != NULL ? xplenty_proxy : "");
 	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
 					 (curl_off_t) req->answer_limit);
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, req->curl_error);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, collect_answer);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, req);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, collect_header);
-	curl_easy_setopt(easy, CURLOPT_HEADERDATA, req);
 	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, before_sending);
-	curl_easy_setopt(easy, CURLOPT_PREREQDATA, req);
-	curl_easy_setopt(easy, CURLOPT_PRIVATE, req);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, client);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, client);
 
 	switch (req->method)
 	{
@@ -476,19 +666,88 @@ open_easy_handle(XplentyHttpClient *client, XplentyHttpRequest *req,
 							 req->body ? send_headers : get_headers);
 			break;
 	}
-	if (req->body != NULL)
-	{
-		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
-						 (curl_off_t) req->body_len);
-		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, req->body);
-	}
-	else if (req->method == XPLENTY_HTTP_POST)
+	if (req->body == NULL && req->method == XPLENTY_HTTP_POST)
 	{
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, 0L);
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, "");
 	}
+}
 
-	return easy;
+/*
+ * open_easy_handle
+ *		Take a spare easy handle or make one, and set it up for the request.
+ */
+static XplentyEasyHandle *
+open_easy_handle(XplentyHttpClient *client, XplentyHttpRequest *req,
+				 const char *api_key)
+{
+	XplentyEasyHandle *handle;
+	uint64		hash = settings_hash(req, api_key);
+	bool		has_body = (req->body != NULL);
+
+	if (client->spare_handles != NIL)
+	{
+		handle = (XplentyEasyHandle *) llast(client->spare_handles);
+		client->spare_handles = list_delete_last(client->spare_handles);
+	}
+	else
+	{
+		CURL	   *curl = curl_easy_init();
+
+		if (curl == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl handle")));
+		handle = MemoryContextAllocZero(GetMemoryChunkContext(client),
+										sizeof(XplentyEasyHandle));
+		handle->curl = curl;
+	}
+
+	if (!handle->set_up || handle->method != req->method ||
+		handle->has_body != has_body || handle->settings_hash != hash)
+	{
+		if (handle->set_up)
+			curl_easy_reset(handle->curl);
+		if (handle->url != NULL)
+			pfree(handle->url);
+		handle->url = NULL;
+		set_up_easy_handle(client, handle->curl, req, api_key);
+		handle->set_up = true;
+		handle->method = req->method;
+		handle->has_body = has_body;
+		handle->settings_hash = hash;
+	}
+
+	if (handle->url == NULL || strcmp(handle->url, req->url) != 0)
+	{
+		if (handle->url != NULL)
+			pfree(handle->url);
+		handle->url = NULL;
+		if (curl_easy_setopt(handle->curl, CURLOPT_URL, req->url) != CURLE_OK)
+		{
+			release_easy_handle(client, handle);
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		}
+		handle->url = MemoryContextStrdup(GetMemoryChunkContext(client),
+										  req->url);
+	}
+
+	/* What points into this request. */
+	curl_easy_setopt(handle->curl, CURLOPT_ERRORBUFFER, req->curl_error);
+	curl_easy_setopt(handle->curl, CURLOPT_WRITEDATA, req);
+	curl_easy_setopt(handle->curl, CURLOPT_HEADERDATA, req);
+	curl_easy_setopt(handle->curl, CURLOPT_PREREQDATA, req);
+	curl_easy_setopt(handle->curl, CURLOPT_PRIVATE, req);
+	if (has_body)
+	{
+		curl_easy_setopt(handle->curl, CURLOPT_POSTFIELDSIZE_LARGE,
+						 (curl_off_t) req->body_len);
+		curl_easy_setopt(handle->curl, CURLOPT_POSTFIELDS, req->body);
+	}
+
+	return handle;
 }
 
 /*
@@ -522,12 +781,12 @@ xplenty_http_start(XplentyHttpClient *client, XplentyHttpRequest *req,
 	req->too_large = false;
 	req->on_finished_list = false;
 
-	req->easy = open_easy_handle(client, req, api_key);
-	rc = curl_multi_add_handle(client->multi, req->easy);
+	req->handle = open_easy_handle(client, req, api_key);
+	rc = curl_multi_add_handle(client->multi, req->handle->curl);
 	if (rc != CURLM_OK)
 	{
-		release_easy_handle(client, req->easy);
-		req->easy = NULL;
+		release_easy_handle(client, req->handle);
+		req->handle = NULL;
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not start an HTTP request: %s",
@@ -541,17 +800,20 @@ xplenty_http_start(XplentyHttpClient *client, XplentyHttpRequest *req,
  *		Keep an easy handle for the next request, or free it.
  */
 static void
-release_easy_handle(XplentyHttpClient *client, CURL *easy)
+release_easy_handle(XplentyHttpClient *client, XplentyEasyHandle *handle)
 {
 	MemoryContext oldcontext;
 
-	if (list_length(client->spare_handles) >= 64)
+	if (list_length(client->spare_handles) >= MAX_SPARE_HANDLES)
 	{
-		curl_easy_cleanup(easy);
+		curl_easy_cleanup(handle->curl);
+		if (handle->url != NULL)
+			pfree(handle->url);
+		pfree(handle);
 		return;
 	}
 	oldcontext = MemoryContextSwitchTo(GetMemoryChunkContext(client));
-	client->spare_handles = lappend(client->spare_handles, easy);
+	client->spare_handles = lappend(client->spare_handles, handle);
 	MemoryContextSwitchTo(oldcontext);
 }
 
@@ -566,11 +828,13 @@ finish_request(XplentyHttpClient *client, XplentyHttpRequest *req,
 	curl_off_t	total_us = 0;
 	curl_off_t	retry_after = 0;
 
+	CURL	   *easy = req->handle->curl;
+
 	req->curl_code = result;
-	curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &req->status);
-	curl_easy_getinfo(req->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &req->status);
+	curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total_us);
 	req->elapsed = (double) total_us / 1000000.0;
-	if (curl_easy_getinfo(req->easy, CURLINFO_RETRY_AFTER,
+	if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER,
 						  &retry_after) == CURLE_OK && retry_after > 0)
 		req->retry_after = (long) Min(retry_after, (curl_off_t) 86400);
 
@@ -589,9 +853,9 @@ finish_request(XplentyHttpClient *client, XplentyHttpRequest *req,
 		req->answer_len = 0;
 	}
 
-	curl_multi_remove_handle(client->multi, req->easy);
-	release_easy_handle(client, req->easy);
-	req->easy = NULL;
+	curl_multi_remove_handle(client->multi, easy);
+	release_easy_handle(client, req->handle);
+	req->handle = NULL;
 	client->in_flight--;
 	dlist_push_tail(&client->finished, &req->node);
 	req->on_finished_list = true;
@@ -674,7 +938,15 @@ xplenty_http_wait(XplentyHttpClient *client, long timeout_ms,
 			nready = epoll_wait(client->epoll_fd, ready, MAX_SOCKET_EVENTS, 0);
 			for (int j = 0; j < nready; j++)
 			{
+				int			sock = ready[j].data.fd;
 				int			flags = 0;
+
+				/* An idle connection's socket, left in: see watch_socket. */
+				if (!(client->socket_state[sock] & SOCKET_WANTED))
+				{
+					forget_socket(client, sock);
+					continue;
+				}
 
 				if (ready[j].events & EPOLLIN)
 					flags |= CURL_CSELECT_IN;
@@ -682,8 +954,8 @@ xplenty_http_wait(XplentyHttpClient *client, long timeout_ms,
 					flags |= CURL_CSELECT_OUT;
 				if (ready[j].events & (EPOLLERR | EPOLLHUP))
 					flags |= CURL_CSELECT_ERR;
-				curl_multi_socket_action(client->multi, ready[j].data.fd,
-										 flags, &running);
+				curl_multi_socket_action(client->multi, sock, flags,
+										 &running);
 			}
 		}
 	}
@@ -755,11 +1027,11 @@ xplenty_http_in_flight(XplentyHttpClient *client)
 void
 xplenty_http_cancel(XplentyHttpClient *client, XplentyHttpRequest *req)
 {
-	if (req->easy != NULL)
+	if (req->handle != NULL)
 	{
-		curl_multi_remove_handle(client->multi, req->easy);
-		release_easy_handle(client, req->easy);
-		req->easy = NULL;
+		curl_multi_remove_handle(client->multi, req->handle->curl);
+		release_easy_handle(client, req->handle);
+		req->handle = NULL;
 		client->in_flight--;
 	}
 	else if (req->on_finished_list)

@@ -61,7 +61,7 @@ typedef struct XplentyHttpRequest
 	double		elapsed;		/* seconds from start to finish */
 
 	/* Private to the client. */
-	CURL	   *easy;
+	struct XplentyEasyHandle *handle;	/* while in flight */
 	MemoryContext context;		/* where answer and link_header live */
 	bool		too_large;		/* the answer passed answer_limit */
 	bool		on_finished_list;
