@@ -91,16 +91,16 @@ bool
 xplenty_describe_failure(const XplentyHttpRequest *req, long expected_status,
 						 const char *message, XplentyFailure *failure)
 {
+	if (req->outcome == XPLENTY_HTTP_ANSWERED &&
+		req->status == expected_status)
+		return false;
+
 	memset(failure, 0, sizeof(XplentyFailure));
 	failure->message = pstrdup(message);
 	failure->status = req->status;
 
 	if (req->outcome == XPLENTY_HTTP_ANSWERED)
-	{
-		if (req->status == expected_status)
-			return false;
 		describe_status(req, failure);
-	}
 	else
 		describe_transport(req, failure);
 	return true;

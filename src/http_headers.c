@@ -67,7 +67,10 @@ xplenty_classify_header(const char *data, size_t len, char *line,
 	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0)
 		return XPLENTY_HEADER_STATUS;
 
-	if (len >= XPLENTY_HEADER_LINE_MAX)
+	/* Most lines are headers we do not act on: their first letter says so. */
+	if (len == 0 || len >= XPLENTY_HEADER_LINE_MAX ||
+		(pg_ascii_tolower((unsigned char) data[0]) != 'x' &&
+		 pg_ascii_tolower((unsigned char) data[0]) != 'l'))
 		return XPLENTY_HEADER_OTHER;
 	memcpy(line, data, len);
 	line[len] = '\0';
