@@ -146,6 +146,64 @@ ARGS = {
 }
 
 
+# fuzz_quick_json: the JSON answers of fuzz_answer, the answers that
+# sql/run_job.sql compares with jsonb_in (regress-N.json, in its order),
+# and the quick reader's edge cases: keys given twice, escapes and
+# surrogate pairs, numbers near its limits, white space, its deepest
+# nesting, tokens PostgreSQL refuses.
+QUICK = {name: ANSWER[name] for name in (
+    "escapes.json",
+    "job-valid.json",
+    "job-list.json",
+    "huge-numbers.json",
+    "utf8-valid.json",
+    "utf8-surrogate.json",
+    "job-doc-trailing-commas.json",
+    "error-422.json",
+)}
+def many_members():
+    """Over 32 members (past the insertion sort), one key given twice."""
+    keys = ["k19", "k13", "k5", "k39", "k3", "k11", "k28", "k14", "k18",
+            "k36", "k9", "k2", "k1", "k24", "k10", "k33", "k27", "k31",
+            "k21", "k29", "k38", "k20", "k12", "k26", "k25", "k32", "k7",
+            "k22", "k6", "k7", "k17", "k16", "k35", "k0", "k4", "k30",
+            "k23", "k8", "k34", "k37", "k15"]
+    members = ", ".join('"%s": %d' % (k, i) for i, k in enumerate(keys))
+    return ("{" + members + ', "id": 157}').encode()
+
+
+QUICK.update({
+    "bad-tokens.json": b'[truex, nul, "a\x01b"]',
+    "duplicate-keys.json":
+        b'{"a": 1, "a": 2, "b": [true, false, null], "": {}}',
+    "nest-64.json": b"[" * 64 + b"]" * 64,
+    "nest-65.json": b"[" * 65 + b"]" * 65,
+    "numbers.json": b"[0, -0, 1.5, -12.250, 123456789012345678, "
+                    b"1234567890123456789, 1e5, 01, 1.]",
+    "regress-1.json":
+        b'{"id": 157, "s": "tab\\there \\"q\\" \\\\ \\/ '
+        b'\\b\\f\\n\\r", "u": "\\u00e9\\u4e2d\\ud83d\\ude00", '
+        b'"raw": "\xc3\xa9\xe4\xb8\xad\xf0\x9f\x98\x80"}',
+    "regress-2.json":
+        b'{"id": 1, "b": 1, "a": 2, "b": 3, "aa": [], "": {}, "id": 157}',
+    "regress-3.json":
+        b'{"id": 157, "n": [0, -0, 7, -42, 1.5, -12.250, 0.0, 10000, '
+        b'123456789012345678, 1234567890123456789, -999999999999999999, '
+        b'12345678901234567890123456789.123456789]}',
+    "regress-4.json":
+        b'{"id": 157, "n": 1234567890123456789012345678901234567890.5}',
+    "regress-5.json":
+        b'{"id": 157, "a": [[[]], {"x": {"y": [null, true, false]}}], '
+        b'"e": [], "o": {}}',
+    "regress-6.json": b' \n\t{ "id" : 157 , "k"\r\n: [ 1 , 2 ] }\n ',
+    "regress-7.json": many_members(),
+    "unicode-escapes.json":
+        b'["\\ud83d\\ude00", "\\u00e9\\u4e2d", '
+        b'"\\"\\\\\\/\\b\\f\\n\\r\\t", "\\ud800x", "\\udc00"]',
+    "whitespace.json": b' \t\r\n[ {"k" :\n"v" } , [ ] ]\n ',
+})
+
+
 def write(target, seeds):
     d = os.path.join(HERE, "seeds", target)
     os.makedirs(d, exist_ok=True)
@@ -158,3 +216,4 @@ write("fuzz_answer", ANSWER)
 write("fuzz_headers", HEADERS)
 write("fuzz_body", BODY)
 write("fuzz_args", ARGS)
+write("fuzz_quick_json", QUICK)
