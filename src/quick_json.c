@@ -67,6 +67,31 @@ static const bool ends_plain_run[256] = {
 #undef EIGHT_TRUE
 
 /*
+ * word_is_plain
+ *		Are all eight bytes of w plain string characters?
+ *
+ * The usual test for a zero byte in a word, (x - 0x01..01) & ~x & 0x80..80,
+ * applied to w with the quote and the backslash bytes turned to zero, and
+ * to w itself less 0x20 in each byte for the control characters.  It can
+ * also flag a plain byte next to one that ends a run, never the other way
+ * round: a flagged word is then read a byte at a time.
+ */
+static inline bool
+word_is_plain(uint64 w)
+{
+	const uint64 ones = UINT64CONST(0x0101010101010101);
+	const uint64 highs = UINT64CONST(0x8080808080808080);
+	uint64		quote = w ^ (ones * '"');
+	uint64		backslash = w ^ (ones * '\\');
+	uint64		flagged;
+
+	flagged = ((quote - ones) & ~quote) |
+		((backslash - ones) & ~backslash) |
+		((w - ones * 0x20) & ~w);
+	return (flagged & highs) == 0;
+}
+
+/*
  * skip_space
  *		Step over the whitespace JSON allows between tokens.
  */
@@ -220,6 +245,17 @@ read_string(QuickReader *reader, const char **value, size_t *len)
 		char	   *run = src;
 		size_t		n;
 
+		for (;;)
+		{
+			uint64		word;
+
+			if (end - src < (ptrdiff_t) sizeof(word))
+				break;
+			memcpy(&word, src, sizeof(word));
+			if (!word_is_plain(word))
+				break;
+			src += sizeof(word);
+		}
 		while (src < end && !ends_plain_run[(unsigned char) *src])
 			src++;
 		n = src - run;
