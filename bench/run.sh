@@ -268,8 +268,8 @@ row() {    # label name calls
     awk -v s="$US_SQL" -v e="$US_EASY" -v m="$US_MULTI" -v p="$US_PARSE" 'BEGIN {
         printf "  %6.1f  libcurl_client easy: the request itself\n", e
         printf "  %+6.1f  the multi interface the extension drives (multi - easy)\n", m - e
-        printf "  %+6.1f  jsonb_in of the answer (parse row)\n", p
-        printf "  %+6.1f  the rest: executor, request body, pre-parse check, ... (by difference)\n", s - m - p
-        printf "  %6.1f  xplenty_run_job()\n", s }'
+        printf "  %+6.1f  the rest: the answer read into jsonb, the request body, the executor, ... (by difference)\n", s - m
+        printf "  %6.1f  xplenty_run_job()\n", s
+        printf "  (for scale: jsonb_in of the same answer, the parse row, takes %.1f)\n", p }'
 } | tee "$RESULTS"
 say "results written to $RESULTS"
