@@ -323,18 +323,22 @@ watch_socket(CURL *easy, curl_socket_t sock, int what, void *client_arg,
 
 	(void) easy;
 	(void) socket_arg;
-	if (!track_socket(client, sock))
-		return -1;
-	state = &client->socket_state[sock];
-
 	if (what == CURL_POLL_REMOVE)
 	{
+		/* A socket never recorded was never added to epoll. */
+		if (sock < 0 || sock >= client->socket_state_size)
+			return 0;
+		state = &client->socket_state[sock];
 		if ((*state & SOCKET_OWN) && (*state & SOCKET_IN_EPOLL))
 			*state &= ~SOCKET_WANTED;
 		else
 			forget_socket(client, sock);
 		return 0;
 	}
+
+	if (!track_socket(client, sock))
+		return -1;
+	state = &client->socket_state[sock];
 
 	memset(&ev, 0, sizeof(ev));
 	ev.data.fd = sock;
