@@ -18,9 +18,11 @@
  *	  multi (a diagnostic): the HTTP path of the extension's
  *	  src/http_client.c without PostgreSQL: a multi handle driven through
  *	  its socket and timer callbacks and a two-level epoll (the extension
- *	  waits on a WaitEventSet holding its own epoll set), the easy handle
- *	  reset and given the extension's options for every request, the body
- *	  collected into a growing buffer and the headers copied and scanned.
+ *	  waits on a WaitEventSet holding its own epoll set), a connection's
+ *	  socket left in the epoll set between requests, the easy handle given
+ *	  the extension's options once and then only what points into each
+ *	  request, the body collected into a growing buffer and the headers
+ *	  scanned.
  *	  What separates easy from multi is the cost of that HTTP path; what
  *	  separates multi from xplenty_run_job() is PostgreSQL's (executor,
  *	  request body, JSON parsing of the answer).
@@ -43,6 +45,7 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -114,32 +117,64 @@ typedef struct
 	size_t		answer_cap;
 	long		attempts;
 	long		ratelimit;
+	int			set_up;			/* the easy handle has its options */
+	unsigned char wanted[1024];	/* by socket: libcurl wants its events */
+	unsigned char in_epoll[1024];	/* by socket: registered, and how */
 	char		errbuf[CURL_ERROR_SIZE];
 } MultiClient;
 
+/* As watch_socket: a connection's socket stays in epoll while idle. */
 static int
 m_watch_socket(CURL *easy, curl_socket_t sock, int what, void *arg, void *sarg)
 {
 	MultiClient *c = arg;
 	struct epoll_event ev;
+	unsigned char events = 0;
 
 	(void) easy;
 	(void) sarg;
+	if (sock < 0 || sock >= (curl_socket_t) sizeof(c->wanted))
+		return -1;
 	if (what == CURL_POLL_REMOVE)
 	{
-		(void) epoll_ctl(c->inner_epoll, EPOLL_CTL_DEL, sock, NULL);
+		c->wanted[sock] = 0;
 		return 0;
 	}
 	memset(&ev, 0, sizeof(ev));
 	ev.data.fd = sock;
 	if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+	{
 		ev.events |= EPOLLIN;
+		events |= 1;
+	}
 	if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+	{
 		ev.events |= EPOLLOUT;
-	if (epoll_ctl(c->inner_epoll, EPOLL_CTL_MOD, sock, &ev) != 0 &&
-		epoll_ctl(c->inner_epoll, EPOLL_CTL_ADD, sock, &ev) != 0)
+		events |= 2;
+	}
+	c->wanted[sock] = 1;
+	if (c->in_epoll[sock] == (events | 4))
+		return 0;
+	if (epoll_ctl(c->inner_epoll, c->in_epoll[sock] ? EPOLL_CTL_MOD :
+				  EPOLL_CTL_ADD, sock, &ev) != 0)
 		return -1;
+	c->in_epoll[sock] = events | 4;
 	return 0;
+}
+
+/* As close_socket: out of epoll, then closed. */
+static int
+m_close_socket(void *arg, curl_socket_t sock)
+{
+	MultiClient *c = arg;
+
+	if (sock >= 0 && sock < (curl_socket_t) sizeof(c->wanted))
+	{
+		if (c->in_epoll[sock])
+			(void) epoll_ctl(c->inner_epoll, EPOLL_CTL_DEL, sock, NULL);
+		c->in_epoll[sock] = c->wanted[sock] = 0;
+	}
+	return close(sock);
 }
 
 static int
@@ -232,6 +267,36 @@ m_before_sending(void *arg, char *pip, char *lip, int pport, int lport)
 	return ++c->attempts > 1 ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
 }
 
+/* As set_up_easy_handle: every option that stays the same, once. */
+static void
+m_set_up_easy(MultiClient *c, CURL *easy, const char *url, const char *key,
+			  struct curl_slist *headers)
+{
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "xplenty-postgresql/1.0");
+	curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+	curl_easy_setopt(easy, CURLOPT_USERNAME, key);
+	curl_easy_setopt(easy, CURLOPT_PASSWORD, "");
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 60000L);
+	curl_easy_setopt(easy, CURLOPT_MAXAGE_CONN, 30L);
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(easy, CURLOPT_PROXY, "");
+	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) 10485760);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, m_collect_answer);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, m_collect_header);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, m_before_sending);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, m_close_socket);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, c);
+	curl_easy_setopt(easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+	c->set_up = 1;
+}
+
 /* One POST the way src/http_client.c makes it; returns new connections. */
 static long
 m_post_once(MultiClient *c, CURL *easy, const char *url, const char *key,
@@ -252,32 +317,14 @@ m_post_once(MultiClient *c, CURL *easy, const char *url, const char *key,
 	c->answer = NULL;
 	c->answer_len = c->answer_cap = 0;
 	c->attempts = 0;
-	curl_easy_reset(easy);
-	curl_easy_setopt(easy, CURLOPT_URL, url_copy);
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, "xplenty-postgresql/1.0");
-	curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
-	curl_easy_setopt(easy, CURLOPT_USERNAME, key);
-	curl_easy_setopt(easy, CURLOPT_PASSWORD, "");
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 60000L);
-	curl_easy_setopt(easy, CURLOPT_MAXAGE_CONN, 30L);
-	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(easy, CURLOPT_PROXY, "");
-	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t) 10485760);
+	if (!c->set_up)
+		m_set_up_easy(c, easy, url_copy, key, headers);
+	/* What points into this request (the URL is the same every time). */
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, c->errbuf);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, m_collect_answer);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, c);
-	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, m_collect_header);
 	curl_easy_setopt(easy, CURLOPT_HEADERDATA, c);
-	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, m_before_sending);
 	curl_easy_setopt(easy, CURLOPT_PREREQDATA, c);
 	curl_easy_setopt(easy, CURLOPT_PRIVATE, c);
-	curl_easy_setopt(easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
 					 (curl_off_t) strlen(body_copy));
 	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body_copy);
@@ -298,16 +345,23 @@ m_post_once(MultiClient *c, CURL *easy, const char *url, const char *key,
 
 			for (int j = 0; j < nready; j++)
 			{
+				int			sock = ready[j].data.fd;
 				int			flags = 0;
 
+				if (!c->wanted[sock])
+				{
+					(void) epoll_ctl(c->inner_epoll, EPOLL_CTL_DEL, sock,
+									 NULL);
+					c->in_epoll[sock] = 0;
+					continue;
+				}
 				if (ready[j].events & EPOLLIN)
 					flags |= CURL_CSELECT_IN;
 				if (ready[j].events & EPOLLOUT)
 					flags |= CURL_CSELECT_OUT;
 				if (ready[j].events & (EPOLLERR | EPOLLHUP))
 					flags |= CURL_CSELECT_ERR;
-				curl_multi_socket_action(c->multi, ready[j].data.fd, flags,
-										 &running);
+				curl_multi_socket_action(c->multi, sock, flags, &running);
 			}
 		}
 		if (m_time_to_timer(c) == 0)
