@@ -92,13 +92,22 @@ CREATE INDEX xplenty_queue_due_check_idx
 -- For finding a request by its job; the worker also looks here before it
 -- adopts a job found by a check, so that no job is adopted twice.  (Not a
 -- unique index: a job ID the API repeats must not stop the worker.)
+--
+-- No update of a row can be HOT: every change of state changes status,
+-- which the partial indexes' predicates name.  So each update adds an
+-- entry to every index whose predicate the new row version meets.  The
+-- indexes of job_id and dedup_key leave out the rows where those are
+-- null (a request has no job_id until it is submitted, and most have no
+-- dedup_key), which saves an entry at each enqueue, claim and retry.
 CREATE INDEX xplenty_queue_job_id_idx
-	ON @extschema@.xplenty_queue (job_id);
+	ON @extschema@.xplenty_queue (job_id)
+	WHERE job_id IS NOT NULL;
 
 -- At most one pending request per deduplication key.
 CREATE UNIQUE INDEX xplenty_queue_dedup_key_idx
 	ON @extschema@.xplenty_queue (dedup_key)
-	WHERE status IN ('waiting', 'queued', 'submitting', 'checking');
+	WHERE dedup_key IS NOT NULL
+	AND status IN ('waiting', 'queued', 'submitting', 'checking');
 
 -- Requests being sent, by package: a check must not adopt a job while an
 -- identical request is in flight (see xplenty_queue_twin_submitting).

@@ -215,8 +215,8 @@ static const QueueStatementDef statements[NUM_STATEMENTS] = {
 		"VALUES ($1, $2, $3, $4, $5, $6, $7, "
 		"CASE WHEN $7 IS NULL THEN 'queued' "
 		"ELSE 'waiting' END) "
-		"ON CONFLICT (dedup_key) WHERE status IN "
-		PENDING_STATUSES " DO NOTHING RETURNING id",
+		"ON CONFLICT (dedup_key) WHERE dedup_key IS NOT NULL "
+		"AND status IN " PENDING_STATUSES " DO NOTHING RETURNING id",
 		7, {INT4OID, INT4OID, JSONBOID, JSONBOID, TEXTOID, NAMEOID, INT8OID}
 	},
 	[STMT_FIND_PENDING_KEY] = {
