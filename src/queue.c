@@ -60,6 +60,7 @@ typedef enum QueueStatement
 	STMT_CLAIM_POLLS,
 	STMT_RESOLVE_WAITING,
 	STMT_TWIN_SUBMITTING,
+	STMT_WAIT_LOOK,
 	NUM_STATEMENTS
 } QueueStatement;
 
@@ -79,7 +80,10 @@ typedef enum QueueStatement
 
 #define ANSWER_COLUMNS 12
 
-/* The SQL of STMT_RECORD_ANSWERS: a test of the kind, a due time. */
+/*
+ * The SQL of STMT_RECORD_ANSWERS: a test of the kind (by its letter, one
+ * of the ANSWER_* above), a due time.
+ */
 #define KIND_IS(k) "a.kind OPERATOR(pg_catalog.=) '" k "'"
 #define DUE_IN(ms) \
 	"pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(" \
@@ -400,6 +404,12 @@ static const QueueStatementDef statements[NUM_STATEMENTS] = {
 		"OR (dynamic_variables IS NULL AND $5 IS NULL)) "
 		"LIMIT 1",
 		5, {INT8OID, INT4OID, INT4OID, JSONBOID, JSONBOID}
+	},
+	[STMT_WAIT_LOOK] = {
+		"SELECT status, job_status, status IN ('failed', 'unknown') "
+		"OR job_finished_at IS NOT NULL FROM %1$s "
+		"WHERE id OPERATOR(pg_catalog.=) $1",
+		1, {INT8OID}
 	}
 };
 
@@ -1082,4 +1092,41 @@ xplenty_queue_delete_finished(int retention_s, int limit)
 	values[1] = Int32GetDatum(limit);
 	execute_plan(STMT_DELETE_FINISHED, values, NULL, -1);
 	return (int64) SPI_processed;
+}
+
+/*
+ * xplenty_queue_look
+ *		Read a request's status and its job's, and whether it has ended (its
+ *		job ended, or it failed or is 'unknown'), as the caller may see it;
+ *		false if the caller sees no such request.  The strings are made in
+ *		context.  For xplenty_wait, between SPI_connect and SPI_finish.
+ */
+bool
+xplenty_queue_look(int64 id, MemoryContext context, char **status,
+				   char **job_status, bool *ended)
+{
+	Datum		value = Int64GetDatum(id);
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	MemoryContext oldcontext;
+	bool		isnull;
+	Datum		d;
+
+	execute_plan(STMT_WAIT_LOOK, &value, NULL, -1);
+	if (SPI_processed == 0)
+	{
+		SPI_freetuptable(SPI_tuptable);
+		return false;
+	}
+	tuple = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	oldcontext = MemoryContextSwitchTo(context);
+	d = SPI_getbinval(tuple, desc, 1, &isnull);
+	*status = TextDatumGetCString(d);
+	d = SPI_getbinval(tuple, desc, 2, &isnull);
+	*job_status = isnull ? NULL : TextDatumGetCString(d);
+	*ended = DatumGetBool(SPI_getbinval(tuple, desc, 3, &isnull));
+	MemoryContextSwitchTo(oldcontext);
+	SPI_freetuptable(SPI_tuptable);
+	return true;
 }

@@ -31,6 +31,9 @@ typedef struct XplentyQueuedRequest
 } XplentyQueuedRequest;
 
 extern bool xplenty_queue_exists(void);
+extern bool xplenty_queue_look(int64 id, MemoryContext context,
+							   char **status, char **job_status,
+							   bool *ended);
 extern int64 xplenty_queue_insert(const XplentyJobRequest *request,
 								  const char *dedup_key, int64 depends_on);
 
