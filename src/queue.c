@@ -64,6 +64,16 @@ typedef enum QueueStatement
 	NUM_STATEMENTS
 } QueueStatement;
 
+/*
+ * How a claim names the rows it takes: "id = ANY (ARRAY(subquery))", not
+ * "id IN (subquery)".  The subquery, with its LIMIT $1, is then an initial
+ * plan whose IDs are looked up in the primary key.  Planned without the
+ * limit's value, "IN" becomes a hash join over a scan of the whole table;
+ * the plan cache then judged a custom plan cheaper, and planned each claim
+ * anew.
+ */
+#define IN_CLAIMED "OPERATOR(pg_catalog.=) ANY (ARRAY"
+
 /* Statuses in which a request is still to be sent. */
 #define PENDING_STATUSES "('waiting', 'queued', 'submitting', 'checking')"
 
@@ -201,14 +211,18 @@ xplenty_queue_exists(void)
 
 /*
  * The statements: their SQL, with the queue table's qualified name in
- * place of each %1$s, and their parameter types.  Indexed by
- * QueueStatement.
+ * place of each %1$s, their parameter types, and whether they always take
+ * their generic plan.  The worker runs its claims and its record of the
+ * answers every round; their generic plans are as good as a custom one,
+ * but the plan cache, which compares estimated costs, would often plan
+ * them anew for each round.  Indexed by QueueStatement.
  */
 typedef struct QueueStatementDef
 {
 	const char *sql;
 	int			nargs;
 	Oid			argtypes[ANSWER_COLUMNS];
+	bool		generic;		/* always use the generic plan */
 } QueueStatementDef;
 
 static const QueueStatementDef statements[NUM_STATEMENTS] = {
@@ -244,15 +258,15 @@ static const QueueStatementDef statements[NUM_STATEMENTS] = {
 		"first_sent_at = COALESCE(first_sent_at, "
 		"pg_catalog.now()), "
 		"updated_at = pg_catalog.now() "
-		"WHERE id IN (SELECT id FROM %1$s "
+		"WHERE id " IN_CLAIMED "(SELECT id FROM %1$s "
 		"WHERE status = 'queued' AND next_attempt_at "
 		"OPERATOR(pg_catalog.<=) pg_catalog.now() "
 		"ORDER BY next_attempt_at, id LIMIT $1 "
-		"FOR UPDATE SKIP LOCKED) "
+		"FOR UPDATE SKIP LOCKED)) "
 		"RETURNING id, cluster_id, package_id, "
 		"variables, dynamic_variables, attempts, "
 		"checks, first_sent_at",
-		1, {INT4OID}
+		1, {INT4OID}, true
 	},
 	[STMT_CLAIM_CHECKS] = {
 		"UPDATE %1$s SET "
@@ -261,15 +275,15 @@ static const QueueStatementDef statements[NUM_STATEMENTS] = {
 		"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
 		"secs => $2 OPERATOR(pg_catalog./) 1000.0), "
 		"updated_at = pg_catalog.now() "
-		"WHERE id IN (SELECT id FROM %1$s "
+		"WHERE id " IN_CLAIMED "(SELECT id FROM %1$s "
 		"WHERE status = 'checking' AND next_attempt_at "
 		"OPERATOR(pg_catalog.<=) pg_catalog.now() "
 		"ORDER BY next_attempt_at, id LIMIT $1 "
-		"FOR UPDATE SKIP LOCKED) "
+		"FOR UPDATE SKIP LOCKED)) "
 		"RETURNING id, cluster_id, package_id, "
 		"variables, dynamic_variables, attempts, "
 		"checks, first_sent_at",
-		2, {INT4OID, INT8OID}
+		2, {INT4OID, INT8OID}, true
 	},
 	[STMT_RECORD_ANSWERS] = {
 		"UPDATE %1$s q SET "
@@ -309,7 +323,8 @@ static const QueueStatementDef statements[NUM_STATEMENTS] = {
 		{INT8ARRAYOID, CHARARRAYOID, TEXTARRAYOID, INT8ARRAYOID,
 			TEXTARRAYOID, BOOLARRAYOID, INT8ARRAYOID, JSONBARRAYOID,
 			TEXTARRAYOID, FLOAT8ARRAYOID, TEXTARRAYOID,
-		TIMESTAMPTZARRAYOID}
+		TIMESTAMPTZARRAYOID},
+		true
 	},
 	[STMT_JOB_ADOPTED] = {
 		"SELECT 1 FROM %1$s "
@@ -359,16 +374,16 @@ static const QueueStatementDef statements[NUM_STATEMENTS] = {
 		"next_poll_at = pg_catalog.now() "
 		"OPERATOR(pg_catalog.+) pg_catalog.make_interval("
 		"secs => $2 OPERATOR(pg_catalog./) 1000.0) "
-		"WHERE id IN (SELECT id FROM %1$s "
+		"WHERE id " IN_CLAIMED "(SELECT id FROM %1$s "
 		"WHERE status = 'submitted' "
 		"AND job_finished_at IS NULL "
 		"AND next_poll_at OPERATOR(pg_catalog.<=) "
 		"pg_catalog.now() ORDER BY next_poll_at "
-		"LIMIT $1 FOR UPDATE SKIP LOCKED) "
+		"LIMIT $1 FOR UPDATE SKIP LOCKED)) "
 		"RETURNING id, job_id, job_status, "
 		"pg_catalog.date_part('epoch', pg_catalog.now() "
 		"OPERATOR(pg_catalog.-) submitted_at)",
-		2, {INT4OID, INT8OID}
+		2, {INT4OID, INT8OID}, true
 	},
 
 
@@ -447,7 +462,8 @@ get_plan(QueueStatement which)
 		table = quote_qualified_identifier(
 			get_namespace_name(get_rel_namespace(relid)), get_rel_name(relid));
 		sql = psprintf(def->sql, table);
-		plan = SPI_prepare(sql, def->nargs, (Oid *) def->argtypes);
+		plan = SPI_prepare_cursor(sql, def->nargs, (Oid *) def->argtypes,
+								  def->generic ? CURSOR_OPT_GENERIC_PLAN : 0);
 		if (plan == NULL)
 			elog(ERROR, "could not prepare queue statement: %s",
 				 SPI_result_code_string(SPI_result));
