@@ -727,6 +727,9 @@ xplenty_queue_claim(const char *status, int limit, long hold_ms,
 	return read_claimed(parent, read_request_row);
 }
 
+/* The delay_ms of an answer that sets no due time. */
+#define NO_DELAY (-1)
+
 /*
  * An answer waiting to be recorded: the kind of change, and what it sets.
  * Fields a kind does not set are left zero.
@@ -736,8 +739,8 @@ typedef struct QueueAnswer
 	int64		id;
 	char		kind;			/* ANSWER_* */
 	const char *status;			/* the new status, or NULL to keep it */
-	long		delay_ms;		/* till the next attempt, or the next poll */
-	bool		has_delay;
+	long		delay_ms;		/* till the next attempt, or the next poll;
+								 * NO_DELAY for neither */
 	const char *error;			/* last_error, or for a poll last_poll_error */
 	bool		resent_after_check;
 	int64		job_id;
@@ -794,7 +797,7 @@ add_answer(const QueueAnswer *a)
 		values[2] = CStringGetTextDatum(a->status);
 		isnull[2] = false;
 	}
-	if (a->has_delay)
+	if (a->delay_ms != NO_DELAY)
 	{
 		values[3] = Int64GetDatum(a->delay_ms);
 		isnull[3] = false;
@@ -883,18 +886,11 @@ xplenty_queue_set_submitted(int64 id, int64 job_id, Jsonb *job,
 							const XplentyJobState *state, long poll_delay_ms,
 							const char *note)
 {
-	QueueAnswer a = {0};
-
-	a.id = id;
-	a.kind = ANSWER_SUBMITTED;
-	a.status = "submitted";
-	a.delay_ms = poll_delay_ms;
-	a.has_delay = true;
-	a.error = note;
-	a.job_id = job_id;
-	a.job = job;
-	a.state = state;
-	add_answer(&a);
+	add_answer(&(QueueAnswer) {
+		.id = id, .kind = ANSWER_SUBMITTED, .status = "submitted",
+		.delay_ms = poll_delay_ms, .error = note, .job_id = job_id,
+		.job = job, .state = state
+	});
 }
 
 /*
@@ -905,15 +901,10 @@ void
 xplenty_queue_set_job(int64 id, Jsonb *job, const XplentyJobState *state,
 					  long poll_delay_ms)
 {
-	QueueAnswer a = {0};
-
-	a.id = id;
-	a.kind = ANSWER_JOB;
-	a.delay_ms = poll_delay_ms;
-	a.has_delay = true;
-	a.job = job;
-	a.state = state;
-	add_answer(&a);
+	add_answer(&(QueueAnswer) {
+		.id = id, .kind = ANSWER_JOB, .delay_ms = poll_delay_ms,
+		.job = job, .state = state
+	});
 }
 
 /*
@@ -924,14 +915,10 @@ xplenty_queue_set_job(int64 id, Jsonb *job, const XplentyJobState *state,
 void
 xplenty_queue_set_poll_failed(int64 id, const char *error, long delay_ms)
 {
-	QueueAnswer a = {0};
-
-	a.id = id;
-	a.kind = ANSWER_POLL_FAILED;
-	a.delay_ms = delay_ms;
-	a.has_delay = true;
-	a.error = error;
-	add_answer(&a);
+	add_answer(&(QueueAnswer) {
+		.id = id, .kind = ANSWER_POLL_FAILED, .delay_ms = delay_ms,
+		.error = error
+	});
 }
 
 /*
@@ -998,16 +985,11 @@ void
 xplenty_queue_set_pending(int64 id, const char *status, long delay_ms,
 						  const char *error, bool resent_after_check)
 {
-	QueueAnswer a = {0};
-
-	a.id = id;
-	a.kind = ANSWER_PENDING;
-	a.status = status;
-	a.delay_ms = delay_ms;
-	a.has_delay = true;
-	a.error = error;
-	a.resent_after_check = resent_after_check;
-	add_answer(&a);
+	add_answer(&(QueueAnswer) {
+		.id = id, .kind = ANSWER_PENDING, .status = status,
+		.delay_ms = delay_ms, .error = error,
+		.resent_after_check = resent_after_check
+	});
 }
 
 /*
@@ -1018,13 +1000,10 @@ xplenty_queue_set_pending(int64 id, const char *status, long delay_ms,
 void
 xplenty_queue_set_final(int64 id, const char *status, const char *error)
 {
-	QueueAnswer a = {0};
-
-	a.id = id;
-	a.kind = ANSWER_FINAL;
-	a.status = status;
-	a.error = error;
-	add_answer(&a);
+	add_answer(&(QueueAnswer) {
+		.id = id, .kind = ANSWER_FINAL, .status = status, .error = error,
+		.delay_ms = NO_DELAY
+	});
 }
 
 /*
