@@ -196,10 +196,11 @@ set_worker() {
 # serves: 'waiting' while requests lo..hi are not all submitted; once they
 # are, an error "bench: done at <epoch>", which ends psql's \watch.  The
 # waiting is done by \watch, between statements, so that the waiting session
-# holds no snapshot: one held for the whole drain (a DO block, or a call of
-# xplenty_wait(), which waits inside one statement) keeps the old versions
-# of the claimed rows from counting as dead, and the worker's claim then
-# walks over all of them in the queue's index (see WAITER below).
+# holds no snapshot: one held for the whole drain (a DO block, or any wait
+# inside one statement, as xplenty_wait() was before it became a procedure)
+# keeps the old versions of the claimed rows from counting as dead, and the
+# worker's claim then walks over all of them in the queue's index (see
+# WAITER below).
 DRAIN_CHECK_SQL=$(cat <<'EOF'
 CREATE FUNCTION bench_drain_check(lo bigint, hi bigint, deadline timestamptz)
 RETURNS text LANGUAGE plpgsql AS $$
@@ -237,8 +238,9 @@ EOF
 # commit, and wait until all are 'submitted'.  The clock starts just before
 # COMMIT (clock_timestamp) and stops at max(updated_at) of the N rows, which
 # is the start of the worker's transaction that recorded the last answer.
-# With WAITER=1, another session waits meanwhile in xplenty_wait() for the
-# last of them.  Sets D_RATE (requests/s by those two times), D_POLL_RATE
+# With WAITER=1, another session waits meanwhile in CALL xplenty_wait() for
+# the last of them (it commits after each look, about 10 a second, which
+# D_ROUNDS then counts too).  Sets D_RATE (requests/s by those two times), D_POLL_RATE
 # (by the time a look every 50 ms saw them all submitted), D_CPU_US (worker
 # CPU per request), D_CPU_PCT (worker CPU / elapsed), D_PEER_US (peer CPU
 # per request), D_ROUNDS (worker transactions, about), D_ENQ_RATE (the
@@ -264,7 +266,7 @@ EOF
     t0=$(printf '%s\n' "$out" | tail -1)
     [ "$cnt" = "$n" ] || die "queued $cnt requests, not $n: $out"
     if [ -n "${WAITER:-}" ]; then
-        "${PSQL[@]}" -c "SELECT (xplenty_wait($hi, '10 min')).status" >"$RUN/waiter.out" 2>&1 &
+        "${PSQL[@]}" -c "CALL xplenty_wait($hi, '10 min')" >"$RUN/waiter.out" 2>&1 &
         waiter_pid=$!
     fi
     timeout=$((60 + n / 20))

@@ -92,13 +92,22 @@ CREATE INDEX xplenty_queue_due_check_idx
 -- For finding a request by its job; the worker also looks here before it
 -- adopts a job found by a check, so that no job is adopted twice.  (Not a
 -- unique index: a job ID the API repeats must not stop the worker.)
+--
+-- No update of a row can be HOT: every change of state changes status,
+-- which the partial indexes' predicates name.  So each update adds an
+-- entry to every index whose predicate the new row version meets.  The
+-- indexes of job_id and dedup_key leave out the rows where those are
+-- null (a request has no job_id until it is submitted, and most have no
+-- dedup_key), which saves an entry at each enqueue, claim and retry.
 CREATE INDEX xplenty_queue_job_id_idx
-	ON @extschema@.xplenty_queue (job_id);
+	ON @extschema@.xplenty_queue (job_id)
+	WHERE job_id IS NOT NULL;
 
 -- At most one pending request per deduplication key.
 CREATE UNIQUE INDEX xplenty_queue_dedup_key_idx
 	ON @extschema@.xplenty_queue (dedup_key)
-	WHERE status IN ('waiting', 'queued', 'submitting', 'checking');
+	WHERE dedup_key IS NOT NULL
+	AND status IN ('waiting', 'queued', 'submitting', 'checking');
 
 -- Requests being sent, by package: a check must not adopt a job while an
 -- identical request is in flight (see xplenty_queue_twin_submitting).
@@ -235,53 +244,22 @@ REVOKE ALL ON FUNCTION
 /*
  * Waiting, in a script or a test, for a queued request's job to end.
  *
- * Each look at the row is its own statement, and so sees what the worker
- * has committed since; between looks the session sleeps, holding no lock
- * the worker needs, and answers to a cancel.
+ * A procedure, not a function: it commits after each look at the row, so
+ * that while it sleeps between looks the session holds no snapshot.  One
+ * snapshot held for the whole wait would keep every row version the worker
+ * leaves behind from being pruned, and slow each of its claims.
  */
-CREATE FUNCTION @extschema@.xplenty_wait(
+CREATE PROCEDURE @extschema@.xplenty_wait(
 	queue_id bigint,
-	timeout interval DEFAULT '1 hour')
-RETURNS @extschema@.xplenty_queue
-LANGUAGE plpgsql VOLATILE STRICT
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	request @extschema@.xplenty_queue;
-	deadline timestamptz := clock_timestamp() + timeout;
-BEGIN
-	IF current_setting('transaction_isolation') <> 'read committed' THEN
-		RAISE EXCEPTION 'xplenty_wait cannot wait in a % transaction',
-			upper(current_setting('transaction_isolation'))
-			USING ERRCODE = 'active_sql_transaction',
-				  DETAIL = 'Its snapshot would never show the worker''s progress.',
-				  HINT = 'Call it in a READ COMMITTED transaction.';
-	END IF;
-	LOOP
-		SELECT * INTO request FROM @extschema@.xplenty_queue q
-		WHERE q.id = queue_id;
-		IF NOT FOUND THEN
-			RAISE EXCEPTION 'queued request % does not exist', queue_id
-				USING ERRCODE = 'undefined_object';
-		END IF;
-		EXIT WHEN request.status IN ('failed', 'unknown')
-			OR request.job_finished_at IS NOT NULL;
-		IF clock_timestamp() >= deadline THEN
-			RAISE EXCEPTION 'timed out waiting for queued request %', queue_id
-				USING ERRCODE = 'query_canceled',
-					  DETAIL = format('After %s the request is %s%s.', timeout,
-									  request.status,
-									  CASE WHEN request.job_status IS NOT NULL
-										   THEN ', its job ' || request.job_status
-										   ELSE '' END),
-					  HINT = 'Give a longer timeout, or look again later.';
-		END IF;
-		PERFORM pg_sleep(least(0.1, extract(epoch FROM deadline - clock_timestamp())));
-	END LOOP;
-	RETURN request;
-END $$;
+	timeout interval DEFAULT '1 hour',
+	INOUT status text DEFAULT NULL,
+	INOUT job_status text DEFAULT NULL)
+AS 'MODULE_PATHNAME', 'xplenty_wait'
+LANGUAGE C;
 
-COMMENT ON FUNCTION @extschema@.xplenty_wait(bigint, interval) IS
-'wait until a queued request''s job has ended (or the request failed), and return its row';
+COMMENT ON PROCEDURE
+	@extschema@.xplenty_wait(bigint, interval, text, text) IS
+'wait until a queued request''s job has ended (or the request failed), and return the status of both; run it with CALL outside a transaction block';
 
-REVOKE ALL ON FUNCTION @extschema@.xplenty_wait(bigint, interval) FROM PUBLIC;
+REVOKE ALL ON PROCEDURE
+	@extschema@.xplenty_wait(bigint, interval, text, text) FROM PUBLIC;

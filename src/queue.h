@@ -31,10 +31,18 @@ typedef struct XplentyQueuedRequest
 } XplentyQueuedRequest;
 
 extern bool xplenty_queue_exists(void);
+extern bool xplenty_queue_look(int64 id, MemoryContext context,
+							   char **status, char **job_status,
+							   bool *ended);
 extern int64 xplenty_queue_insert(const XplentyJobRequest *request,
 								  const char *dedup_key, int64 depends_on);
 
-/* For the worker, inside a transaction, between SPI_connect and finish. */
+/*
+ * For the worker, inside a transaction, between SPI_connect and finish.
+ * The xplenty_queue_set_* functions only keep the change: it is written,
+ * with the others of the round, by xplenty_queue_write_answers, which the
+ * other statements here call first.
+ */
 extern int	xplenty_queue_recover(void);
 extern List *xplenty_queue_claim(const char *status, int limit,
 								 long hold_ms, MemoryContext parent);
@@ -61,5 +69,6 @@ extern void xplenty_queue_set_final(int64 id, const char *status,
 extern bool xplenty_queue_job_adopted(int64 job_id);
 extern void xplenty_queue_ms_until_due(long *send_ms, long *poll_ms);
 extern int64 xplenty_queue_delete_finished(int retention_s, int limit);
+extern void xplenty_queue_write_answers(void);
 
 #endif							/* XPLENTY_QUEUE_H */

@@ -3,10 +3,10 @@
  * wakeup.c
  *	  Waking the background worker when queued requests are committed.
  *
- * The worker sleeps on its latch.  The worker publishes that latch in a
- * small piece of shared memory; a backend that queues a request sets a
- * flag, and a transaction callback sets the latch when, and only when, the
- * transaction commits.  So a new request is picked up at once, a rolled
+ * The worker sleeps on its latch.  The worker publishes that latch, and
+ * the database it serves, in a small piece of shared memory; a backend
+ * that queues a request sets a flag, and a transaction callback sets the
+ * latch when, and only when, the transaction commits in that database.  So a new request is picked up at once, a rolled
  * back one wakes nobody, and the worker never polls the table for work.
  *
  * The shared memory is requested from shared_preload_libraries, where the
@@ -33,6 +33,7 @@ typedef struct XplentySharedState
 {
 	slock_t		mutex;
 	Latch	   *worker_latch;	/* NULL while no worker runs */
+	Oid			worker_database;	/* the database it serves */
 } XplentySharedState;
 
 static XplentySharedState *shared_state = NULL;
@@ -82,13 +83,15 @@ attach_shared_memory(void)
 	{
 		SpinLockInit(&shared_state->mutex);
 		shared_state->worker_latch = NULL;
+		shared_state->worker_database = InvalidOid;
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
 
 /*
  * xplenty_worker_publish_latch
- *		Let backends wake this process, the worker, until it exits.
+ *		Let backends of the worker's database wake this process, the
+ *		worker, until it exits.  Called once it is connected.
  */
 void
 xplenty_worker_publish_latch(void)
@@ -97,6 +100,7 @@ xplenty_worker_publish_latch(void)
 		return;
 	SpinLockAcquire(&shared_state->mutex);
 	shared_state->worker_latch = MyLatch;
+	shared_state->worker_database = MyDatabaseId;
 	SpinLockRelease(&shared_state->mutex);
 	on_shmem_exit(forget_latch, (Datum) 0);
 }
@@ -114,10 +118,14 @@ forget_latch(int code, Datum arg)
 
 /*
  * xplenty_wake_worker
- *		Set the worker's latch now, if a worker runs.
+ *		Set the worker's latch now, if a worker runs and serves this
+ *		backend's database.
  *
- * A PGPROC's latch stays valid shared memory after its process exits, so
- * setting a latch that has just been left is harmless.
+ * A request queued in another database is never sent by the worker, so
+ * waking it would only cost it an empty round, on a CPU the committing
+ * backend may share.  A PGPROC's latch stays valid shared memory after
+ * its process exits, so setting a latch that has just been left is
+ * harmless.
  */
 void
 xplenty_wake_worker(void)
@@ -128,6 +136,8 @@ xplenty_wake_worker(void)
 		return;
 	SpinLockAcquire(&shared_state->mutex);
 	latch = shared_state->worker_latch;
+	if (shared_state->worker_database != MyDatabaseId)
+		latch = NULL;
 	SpinLockRelease(&shared_state->mutex);
 	if (latch != NULL)
 		SetLatch(latch);

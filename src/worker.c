@@ -410,6 +410,7 @@ run_round(bool accept_work)
 
 		while ((finished = xplenty_http_next_finished(client)) != NULL)
 			record_answer((InFlight *) finished->owner);
+		xplenty_queue_write_answers();
 	}
 
 	room = xplenty_max_in_flight - xplenty_http_in_flight(client) -
