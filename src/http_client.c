@@ -43,6 +43,9 @@
 /* Idle connections older than this are not reused; see open_easy_handle. */
 #define MAX_CONNECTION_AGE_SECONDS 30
 
+/* Where choose_wait_set puts the socket in its wait set. */
+#define DIRECT_SOCKET_POSITION 2
+
 /* How many socket events are taken from epoll at once. */
 #define MAX_SOCKET_EVENTS 64
 
@@ -79,6 +82,12 @@ struct XplentyHttpClient
 	TimestampTz timer_set_at;
 	uint8	   *socket_state;	/* SOCKET_* flags, indexed by descriptor */
 	int			socket_state_size;
+	int			wanted_count;	/* sockets with SOCKET_WANTED */
+	curl_socket_t last_wanted;	/* the socket last given SOCKET_WANTED */
+	WaitEventSet *direct_set;	/* latch, postmaster death, direct_sock */
+	curl_socket_t direct_sock;
+	uint32		direct_events;	/* the WL_SOCKET_* direct_set waits for */
+	bool		direct_stale;	/* direct_sock has been closed */
 	int			in_flight;
 	dlist_head	finished;		/* requests done, not yet collected */
 	List	   *spare_handles;	/* XplentyEasyHandles kept for reuse */
@@ -185,6 +194,8 @@ xplenty_http_client_create(MemoryContext context, int max_connections)
 	oldcontext = MemoryContextSwitchTo(context);
 	client = palloc0(sizeof(XplentyHttpClient));
 	client->timer_ms = -1;
+	client->last_wanted = CURL_SOCKET_BAD;
+	client->direct_sock = CURL_SOCKET_BAD;
 	dlist_init(&client->finished);
 
 	client->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
@@ -283,18 +294,37 @@ track_socket(XplentyHttpClient *client, curl_socket_t sock)
 }
 
 /*
+ * set_socket_state
+ *		Record a socket's new state, and keep count of the wanted ones.
+ */
+static void
+set_socket_state(XplentyHttpClient *client, curl_socket_t sock, uint8 state)
+{
+	uint8		old = client->socket_state[sock];
+
+	if ((old & SOCKET_WANTED) && !(state & SOCKET_WANTED))
+		client->wanted_count--;
+	else if (!(old & SOCKET_WANTED) && (state & SOCKET_WANTED))
+	{
+		client->wanted_count++;
+		client->last_wanted = sock;
+	}
+	client->socket_state[sock] = state;
+}
+
+/*
  * forget_socket
  *		Take a socket out of our epoll set.
  */
 static void
 forget_socket(XplentyHttpClient *client, curl_socket_t sock)
 {
-	uint8	   *state = &client->socket_state[sock];
+	uint8		state = client->socket_state[sock];
 
 	/* The socket may already be closed, which removed it anyway. */
-	if (*state & SOCKET_IN_EPOLL)
+	if (state & SOCKET_IN_EPOLL)
 		(void) epoll_ctl(client->epoll_fd, EPOLL_CTL_DEL, sock, NULL);
-	*state &= SOCKET_OWN;
+	set_socket_state(client, sock, state & SOCKET_OWN);
 }
 
 /*
@@ -330,7 +360,7 @@ watch_socket(CURL *easy, curl_socket_t sock, int what, void *client_arg,
 			return 0;
 		state = &client->socket_state[sock];
 		if ((*state & SOCKET_OWN) && (*state & SOCKET_IN_EPOLL))
-			*state &= ~SOCKET_WANTED;
+			set_socket_state(client, sock, *state & ~SOCKET_WANTED);
 		else
 			forget_socket(client, sock);
 		return 0;
@@ -356,7 +386,7 @@ watch_socket(CURL *easy, curl_socket_t sock, int what, void *client_arg,
 	if ((*state & SOCKET_IN_EPOLL) &&
 		(*state & (SOCKET_READ | SOCKET_WRITE)) == events)
 	{
-		*state |= SOCKET_WANTED;
+		set_socket_state(client, sock, *state | SOCKET_WANTED);
 		return 0;
 	}
 
@@ -373,7 +403,8 @@ watch_socket(CURL *easy, curl_socket_t sock, int what, void *client_arg,
 		if (epoll_ctl(client->epoll_fd, op, sock, &ev) != 0)
 			return -1;
 	}
-	*state = (*state & SOCKET_OWN) | SOCKET_IN_EPOLL | SOCKET_WANTED | events;
+	set_socket_state(client, sock, (*state & SOCKET_OWN) | SOCKET_IN_EPOLL |
+					 SOCKET_WANTED | events);
 	return 0;
 }
 
@@ -399,7 +430,7 @@ open_socket(void *client_arg, curlsocktype purpose,
 		return CURL_SOCKET_BAD;
 	}
 	/* A socket of that number that was closed left nothing behind. */
-	client->socket_state[sock] = SOCKET_OWN;
+	set_socket_state(client, sock, SOCKET_OWN);
 	return sock;
 }
 
@@ -416,8 +447,10 @@ close_socket(void *client_arg, curl_socket_t sock)
 	if (sock >= 0 && sock < client->socket_state_size)
 	{
 		forget_socket(client, sock);
-		client->socket_state[sock] = 0;
+		set_socket_state(client, sock, 0);
 	}
+	if (sock == client->direct_sock)
+		client->direct_stale = true;
 	return close(sock);
 }
 
@@ -887,6 +920,86 @@ collect_finished(XplentyHttpClient *client)
 }
 
 /*
+ * the_wanted_socket
+ *		The socket libcurl wants to hear about, if there is just one, else
+ *		CURL_SOCKET_BAD.
+ */
+static curl_socket_t
+the_wanted_socket(XplentyHttpClient *client)
+{
+	if (client->wanted_count != 1)
+		return CURL_SOCKET_BAD;
+	if (client->last_wanted != CURL_SOCKET_BAD &&
+		(client->socket_state[client->last_wanted] & SOCKET_WANTED))
+		return client->last_wanted;
+	for (int sock = 0; sock < client->socket_state_size; sock++)
+	{
+		if (client->socket_state[sock] & SOCKET_WANTED)
+			return sock;
+	}
+	return CURL_SOCKET_BAD;
+}
+
+/*
+ * choose_wait_set
+ *		The wait set to wait on: one that holds the socket itself when
+ *		libcurl wants only one of ours, else the one that holds epoll_fd.
+ *
+ * Waiting on epoll_fd through the wait set takes two epoll_wait calls per
+ * wake-up, and the kernel's wake-up goes through two epoll instances.  A
+ * synchronous call has one connection, waited on for every answer, so a
+ * wait set with that socket in it is kept, and made again only when
+ * libcurl wants another socket or closes that one.  Only a connection's
+ * socket, whose closing close_socket sees, is waited on so.
+ */
+static WaitEventSet *
+choose_wait_set(XplentyHttpClient *client, bool *direct)
+{
+	curl_socket_t sock = the_wanted_socket(client);
+	uint8		state;
+	uint32		events;
+
+	*direct = false;
+	if (client->direct_set != NULL &&
+		(client->direct_stale ||
+		 (sock != CURL_SOCKET_BAD && sock != client->direct_sock)))
+	{
+		FreeWaitEventSet(client->direct_set);
+		client->direct_set = NULL;
+		client->direct_sock = CURL_SOCKET_BAD;
+	}
+	if (sock == CURL_SOCKET_BAD)
+		return client->wait_set;
+	state = client->socket_state[sock];
+	if (!(state & SOCKET_OWN))
+		return client->wait_set;
+
+	events = ((state & SOCKET_READ) ? WL_SOCKET_READABLE : 0) |
+		((state & SOCKET_WRITE) ? WL_SOCKET_WRITEABLE : 0);
+	if (client->direct_set == NULL)
+	{
+		client->direct_set = CreateWaitEventSet(GetMemoryChunkContext(client),
+												3);
+		AddWaitEventToSet(client->direct_set, WL_LATCH_SET, PGINVALID_SOCKET,
+						  MyLatch, NULL);
+		AddWaitEventToSet(client->direct_set, WL_EXIT_ON_PM_DEATH,
+						  PGINVALID_SOCKET, NULL, NULL);
+		AddWaitEventToSet(client->direct_set, events, sock, NULL, NULL);
+		client->direct_sock = sock;
+		client->direct_events = events;
+		client->direct_stale = false;
+	}
+	else if (events != client->direct_events)
+	{
+		ModifyWaitEvent(client->direct_set, DIRECT_SOCKET_POSITION, events,
+						NULL);
+		client->direct_events = events;
+	}
+	*direct = true;
+	return client->direct_set;
+}
+
+/*
  * xplenty_http_wait
  *		Wait until a transfer makes progress, the latch is set, or timeout_ms
  *		(-1: no limit) passes, and let libcurl do what it can.
@@ -900,6 +1013,8 @@ xplenty_http_wait(XplentyHttpClient *client, long timeout_ms,
 				  uint32 wait_event_info)
 {
 	WaitEvent	events[3];
+	WaitEventSet *wait_set;
+	bool		direct = false;
 	long		curl_wait;
 	long		wait_ms;
 	int			nevents;
@@ -924,8 +1039,11 @@ xplenty_http_wait(XplentyHttpClient *client, long timeout_ms,
 	if (curl_wait == 0)
 		nevents = 0;
 	else
-		nevents = WaitEventSetWait(client->wait_set, wait_ms, events,
+	{
+		wait_set = choose_wait_set(client, &direct);
+		nevents = WaitEventSetWait(wait_set, wait_ms, events,
 								   lengthof(events), wait_event_info);
+	}
 
 	for (int i = 0; i < nevents; i++)
 	{
@@ -933,6 +1051,17 @@ xplenty_http_wait(XplentyHttpClient *client, long timeout_ms,
 		{
 			ResetLatch(MyLatch);
 			result |= XPLENTY_WAKE_LATCH;
+		}
+		else if (direct && (events[i].events & WL_SOCKET_MASK))
+		{
+			int			flags = 0;
+
+			if (events[i].events & WL_SOCKET_READABLE)
+				flags |= CURL_CSELECT_IN;
+			if (events[i].events & WL_SOCKET_WRITEABLE)
+				flags |= CURL_CSELECT_OUT;
+			curl_multi_socket_action(client->multi, events[i].fd, flags,
+									 &running);
 		}
 		else if (events[i].events & WL_SOCKET_READABLE)
 		{
