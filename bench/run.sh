@@ -9,6 +9,8 @@
 # Knobs (environment):
 #   SQL_CALLS=20000 LIBCURL_CALLS=20000 CMD_CALLS=300   calls per measurement
 #   REPEAT=3        rounds after the warm-up one; medians are reported
+#   PAIRS=20 PAIR_CALLS=2000   the interleaved measurement: short runs of
+#                   the extension and libcurl_client easy taking turns
 #   SKIP_BUILD=1    use the installed extension, do not make && make install
 #   BUILD_FROM=rev  build that commit (git archive into the run directory)
 #                   instead of the working tree, and load it from there
@@ -202,6 +204,27 @@ for r in $(seq "$REPEAT"); do
 done
 for name in "${NAMES[@]}"; do MED[$name]=$(printf '%s\n' "${RATES[$name]}" | median); done
 
+# Interleaved: PAIRS short runs of each, xplenty_run_job() and libcurl_client
+# easy taking turns, so that both see the same phases of a machine whose
+# speed drifts by a third within a round (the parse row, pure CPU, shows
+# it).  The ratio is of the total calls per total time; the median of the
+# pairs' ratios is given beside it.
+PAIRS=${PAIRS:-20}
+PAIR_CALLS=${PAIR_CALLS:-2000}
+PAIR_RATIOS=
+SQL_TIME=0
+EASY_TIME=0
+say "interleaved: $PAIRS pairs of $PAIR_CALLS calls"
+for _ in $(seq "$PAIRS"); do
+    read -r rs _ <<<"$(measure_sql "$PAIR_CALLS")"
+    read -r re _ <<<"$(measure_libcurl "$PAIR_CALLS" easy)"
+    PAIR_RATIOS="$PAIR_RATIOS $(ratio "$rs" "$re")"
+    SQL_TIME=$(awk -v t="$SQL_TIME" -v r="$rs" -v n="$PAIR_CALLS" 'BEGIN { print t + n / r }')
+    EASY_TIME=$(awk -v t="$EASY_TIME" -v r="$re" -v n="$PAIR_CALLS" 'BEGIN { print t + n / r }')
+done
+R_PAIRED=$(awk -v a="$SQL_TIME" -v b="$EASY_TIME" 'BEGIN { printf "%.3f", b / a }')
+R_PAIRED_MED=$(printf '%s\n' "$PAIR_RATIOS" | median)
+
 # PERF=1: one more xplenty_run_job() and libcurl_client run, each under
 # perf record on the client CPU; CPU time per call by library (and the
 # functions that take most, callers included) goes to $RUN/perf-*.txt.
@@ -262,6 +285,8 @@ row() {    # label name calls
     echo "extension / libcurl_client = $R_LIBCURL   (target >= $TARGET: $VERDICT)"
     echo "  the same ratio within each round: $(paste -d' ' <(printf '%s\n' ${RATES[sql]}) \
         <(printf '%s\n' ${RATES[easy]}) | awk '{ printf "%.3f ", $1 / $2 }')"
+    echo "interleaved, $PAIRS pairs of $PAIR_CALLS calls: extension / libcurl_client = $R_PAIRED"
+    echo "  (median of the pairs' ratios $R_PAIRED_MED; each pair:$PAIR_RATIOS)"
     echo "extension / curl command   = $R_CMD"
     echo
     echo "where a call's time goes (medians, us):"
