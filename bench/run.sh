@@ -207,23 +207,39 @@ for name in "${NAMES[@]}"; do MED[$name]=$(printf '%s\n' "${RATES[$name]}" | med
 # Interleaved: PAIRS short runs of each, xplenty_run_job() and libcurl_client
 # easy taking turns, so that both see the same phases of a machine whose
 # speed drifts by a third within a round (the parse row, pure CPU, shows
-# it).  The ratio is of the total calls per total time; the median of the
-# pairs' ratios is given beside it.
+# it).  One psql session runs all the SQL runs, and libcurl_client between
+# them through \!, so that the backend, its caches and its connection are
+# as warm as in the rounds.  The ratio is of the total calls per total
+# time; the median of the pairs' ratios is given beside it.
 PAIRS=${PAIRS:-20}
 PAIR_CALLS=${PAIR_CALLS:-2000}
-PAIR_RATIOS=
-SQL_TIME=0
-EASY_TIME=0
 say "interleaved: $PAIRS pairs of $PAIR_CALLS calls"
-for _ in $(seq "$PAIRS"); do
-    read -r rs _ <<<"$(measure_sql "$PAIR_CALLS")"
-    read -r re _ <<<"$(measure_libcurl "$PAIR_CALLS" easy)"
-    PAIR_RATIOS="$PAIR_RATIOS $(ratio "$rs" "$re")"
-    SQL_TIME=$(awk -v t="$SQL_TIME" -v r="$rs" -v n="$PAIR_CALLS" 'BEGIN { print t + n / r }')
-    EASY_TIME=$(awk -v t="$EASY_TIME" -v r="$re" -v n="$PAIR_CALLS" 'BEGIN { print t + n / r }')
-done
-R_PAIRED=$(awk -v a="$SQL_TIME" -v b="$EASY_TIME" 'BEGIN { printf "%.3f", b / a }')
-R_PAIRED_MED=$(printf '%s\n' "$PAIR_RATIOS" | median)
+{
+    echo "SELECT xplenty_run_job(52, 434) IS NOT NULL;"
+    echo "\\timing on"
+    for _ in $(seq "$PAIRS"); do
+        echo "SELECT count(xplenty_run_job(52, 434)) FROM generate_series(1, $PAIR_CALLS);"
+        echo "\\! $RUN/libcurl_client $JOBS_URL $API_KEY $PAIR_CALLS easy"
+    done
+} >"$RUN/pairs.sql"
+chmod 644 "$RUN/pairs.sql"
+chmod 755 "$RUN/libcurl_client"
+"${PSQL[@]}" -f "$RUN/pairs.sql" >"$RUN/pairs.log" || die "interleaved run failed; see $RUN/pairs.log"
+# (psql may write its Time: lines after the output of the next \!, so
+# the two kinds of line are paired by their order among their own kind.)
+read -r R_PAIRED R_PAIRED_MED PAIR_RATIOS <<<"$(awk -v n="$PAIR_CALLS" '
+    /^Time:/ { ns++; rs[ns] = n / ($2 / 1000) }
+    /calls_per_sec=/ {
+        match($0, /calls_per_sec=[0-9.]+/); ne++; re[ne] = substr($0, RSTART + 14, RLENGTH - 14) }
+    END {
+        if (ns != ne || ns == 0) { print "0 0 unpaired"; exit }
+        for (k = 1; k <= ns; k++) { r[k] = rs[k] / re[k]; ts += n / rs[k]; te += n / re[k] }
+        for (i = 1; i <= ns; i++) for (j = i + 1; j <= ns; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+        med = (ns % 2) ? r[(ns + 1) / 2] : (r[ns / 2] + r[ns / 2 + 1]) / 2
+        printf "%.3f %.3f", te / ts, med
+        for (i = 1; i <= ns; i++) printf " %.3f", r[i] }' "$RUN/pairs.log")"
+[ "$R_PAIRED" != 0 ] || die "interleaved run: the runs do not pair up; see $RUN/pairs.log"
+PAIR_RATIOS=" $PAIR_RATIOS"
 
 # PERF=1: one more xplenty_run_job() and libcurl_client run, each under
 # perf record on the client CPU; CPU time per call by library (and the
@@ -286,7 +302,7 @@ row() {    # label name calls
     echo "  the same ratio within each round: $(paste -d' ' <(printf '%s\n' ${RATES[sql]}) \
         <(printf '%s\n' ${RATES[easy]}) | awk '{ printf "%.3f ", $1 / $2 }')"
     echo "interleaved, $PAIRS pairs of $PAIR_CALLS calls: extension / libcurl_client = $R_PAIRED"
-    echo "  (median of the pairs' ratios $R_PAIRED_MED; each pair:$PAIR_RATIOS)"
+    echo "  (median of the pairs' ratios $R_PAIRED_MED; the pairs' ratios, sorted:$PAIR_RATIOS)"
     echo "extension / curl command   = $R_CMD"
     echo
     echo "where a call's time goes (medians, us):"
