@@ -40,15 +40,7 @@
 #include "mb/pg_wchar.h"
 
 #include "answer_text.h"
-
-#define CHECK(cond) \
-	do { \
-		if (!(cond)) \
-		{ \
-			fprintf(stderr, "fuzz_answer: check failed: %s\n", #cond); \
-			abort(); \
-		} \
-	} while (0)
+#include "fuzz_check.h"
 
 /*
  * The server stops parsing with "stack depth limit exceeded" at between

@@ -26,15 +26,7 @@
 #include "mb/pg_wchar.h"
 
 #include "arg_checks.h"
-
-#define CHECK(cond) \
-	do { \
-		if (!(cond)) \
-		{ \
-			fprintf(stderr, "fuzz_args: check failed: %s\n", #cond); \
-			abort(); \
-		} \
-	} while (0)
+#include "fuzz_check.h"
 
 static bool
 is_ident_char(char c, bool first)

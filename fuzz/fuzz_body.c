@@ -30,15 +30,7 @@
 #include "postgres_fe.h"
 
 #include "http_headers.h"
-
-#define CHECK(cond) \
-	do { \
-		if (!(cond)) \
-		{ \
-			fprintf(stderr, "fuzz_body: check failed: %s\n", #cond); \
-			abort(); \
-		} \
-	} while (0)
+#include "fuzz_check.h"
 
 /* From curl/curl.h; not included so that the target needs no libcurl. */
 #define CURL_MAX_WRITE_SIZE 16384

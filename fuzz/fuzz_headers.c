@@ -19,15 +19,7 @@
 #include <limits.h>
 
 #include "http_headers.h"
-
-#define CHECK(cond) \
-	do { \
-		if (!(cond)) \
-		{ \
-			fprintf(stderr, "fuzz_headers: check failed: %s\n", #cond); \
-			abort(); \
-		} \
-	} while (0)
+#include "fuzz_check.h"
 
 /* What collect_header keeps in an XplentyHttpRequest. */
 typedef struct HeaderState

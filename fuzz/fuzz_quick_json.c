@@ -33,15 +33,7 @@
 
 #include "answer_text.h"
 #include "quick_json.h"
-
-#define CHECK(cond) \
-	do { \
-		if (!(cond)) \
-		{ \
-			fprintf(stderr, "fuzz_quick_json: check failed: %s\n", #cond); \
-			abort(); \
-		} \
-	} while (0)
+#include "fuzz_check.h"
 
 /* One record of what a reader saw, and how deep it is nested. */
 typedef struct Record
