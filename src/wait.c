@@ -76,7 +76,7 @@ xplenty_wait(PG_FUNCTION_ARGS)
 	queue_id = PG_GETARG_INT64(0);
 	timeout = PG_GETARG_INTERVAL_P(1);
 	timeout_text = DatumGetCString(DirectFunctionCall1(interval_out,
-													   PointerGetDatum(timeout)));
+										PointerGetDatum(timeout)));
 
 	if (call == NULL || !IsA(call, CallContext) || call->atomic)
 		ereport(ERROR,

@@ -6,8 +6,9 @@
  * The worker sleeps on its latch.  The worker publishes that latch, and
  * the database it serves, in a small piece of shared memory; a backend
  * that queues a request sets a flag, and a transaction callback sets the
- * latch when, and only when, the transaction commits in that database.  So a new request is picked up at once, a rolled
- * back one wakes nobody, and the worker never polls the table for work.
+ * latch when, and only when, the transaction commits in that database.
+ * So a new request is picked up at once, a rolled back one wakes nobody,
+ * and the worker never polls the table for work.
  *
  * The shared memory is requested from shared_preload_libraries, where the
  * worker is registered too.  Without it (the library loaded on demand)
