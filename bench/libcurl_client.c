@@ -415,7 +415,8 @@ run_multi(const char *url, const char *key, long n, struct curl_slist *headers)
 	c.multi = curl_multi_init();
 	c.inner_epoll = epoll_create1(EPOLL_CLOEXEC);
 	c.outer_epoll = epoll_create1(EPOLL_CLOEXEC);
-	if (easy == NULL || c.multi == NULL || c.inner_epoll < 0 || c.outer_epoll < 0)
+	if (easy == NULL || c.multi == NULL || c.inner_epoll < 0 ||
+		c.outer_epoll < 0)
 		return 1;
 	memset(&ev, 0, sizeof(ev));
 	ev.events = EPOLLIN;
@@ -441,7 +442,8 @@ run_multi(const char *url, const char *key, long n, struct curl_slist *headers)
 	seconds = now() - start;
 	cpu = cpu_seconds() - cpu;
 	printf("calls=%ld seconds=%.6f calls_per_sec=%.1f new_connections=%ld "
-		   "cpu_seconds=%.6f\n", n, seconds, n / seconds, new_connections, cpu);
+		   "cpu_seconds=%.6f\n", n, seconds, n / seconds, new_connections,
+		   cpu);
 	curl_easy_cleanup(easy);
 	curl_multi_cleanup(c.multi);
 	return 0;
@@ -553,7 +555,8 @@ run_parallel(const char *url, const char *key, long n, long k,
 	seconds = now() - start;
 	cpu = cpu_seconds() - cpu;
 	printf("calls=%ld seconds=%.6f calls_per_sec=%.1f new_connections=%ld "
-		   "cpu_seconds=%.6f\n", n, seconds, n / seconds, new_connections, cpu);
+		   "cpu_seconds=%.6f\n", n, seconds, n / seconds, new_connections,
+		   cpu);
 	for (long i = 0; i < k; i++)
 		curl_easy_cleanup(handles[i]);
 	curl_multi_cleanup(multi);
@@ -586,7 +589,8 @@ main(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_ALL);
 	easy = curl_easy_init();
 	headers = curl_slist_append(headers,
-								"Accept: application/vnd.xplenty+json; version=2");
+								"Accept: application/vnd.xplenty+json; "
+								"version=2");
 	headers = curl_slist_append(headers, "Content-Type: application/json");
 	headers = curl_slist_append(headers, "Expect:");
 	if (easy == NULL || headers == NULL)
@@ -619,7 +623,8 @@ main(int argc, char **argv)
 
 	cpu = cpu_seconds() - cpu;
 	printf("calls=%ld seconds=%.6f calls_per_sec=%.1f new_connections=%ld "
-		   "cpu_seconds=%.6f\n", n, seconds, n / seconds, new_connections, cpu);
+		   "cpu_seconds=%.6f\n", n, seconds, n / seconds, new_connections,
+		   cpu);
 
 	curl_slist_free_all(headers);
 	curl_easy_cleanup(easy);
