@@ -86,7 +86,6 @@ struct XplentyHttpClient
 	curl_socket_t last_wanted;	/* the socket last given SOCKET_WANTED */
 	WaitEventSet *direct_set;	/* latch, postmaster death, direct_sock */
 	curl_socket_t direct_sock;
-	uint32		direct_events;	/* the WL_SOCKET_* direct_set waits for */
 	bool		direct_stale;	/* direct_sock has been closed */
 	int			in_flight;
 	dlist_head	finished;		/* requests done, not yet collected */
@@ -986,14 +985,13 @@ choose_wait_set(XplentyHttpClient *client, bool *direct)
 						  PGINVALID_SOCKET, NULL, NULL);
 		AddWaitEventToSet(client->direct_set, events, sock, NULL, NULL);
 		client->direct_sock = sock;
-		client->direct_events = events;
 		client->direct_stale = false;
 	}
-	else if (events != client->direct_events)
+	else
 	{
+		/* It returns at once if the events are those the set has. */
 		ModifyWaitEvent(client->direct_set, DIRECT_SOCKET_POSITION, events,
 						NULL);
-		client->direct_events = events;
 	}
 	*direct = true;
 	return client->direct_set;
