@@ -152,6 +152,7 @@ compare_pairs(const void *a, const void *b, void *arg)
  * positions are sorted by insertion, with the comparison inline, and the
  * members then copied once into place: fewer steps than qsort_arg's calls
  * through a pointer, and each member moved once rather than many times.
+ * Either sort keeps members with the same key in the order given.
  */
 static void
 sort_members(JsonbValue *object)
@@ -181,19 +182,12 @@ sort_members(JsonbValue *object)
 			order[j] = (uint8) i;
 		}
 		for (int i = 0; i < n; i++)
-		{
-			if (i + 1 < n &&
-				compare_keys(&pairs[order[i]].key,
-							 &pairs[order[i + 1]].key) == 0)
-				continue;
-			sorted[kept++] = pairs[order[i]];
-		}
-		memcpy(pairs, sorted, sizeof(JsonbPair) * kept);
-		object->val.object.nPairs = kept;
-		return;
+			sorted[i] = pairs[order[i]];
+		memcpy(pairs, sorted, sizeof(JsonbPair) * n);
 	}
+	else
+		qsort_arg(pairs, n, sizeof(JsonbPair), compare_pairs, NULL);
 
-	qsort_arg(pairs, n, sizeof(JsonbPair), compare_pairs, NULL);
 	for (int i = 0; i < n; i++)
 	{
 		if (i + 1 < n && compare_keys(&pairs[i].key, &pairs[i + 1].key) == 0)
