@@ -79,6 +79,15 @@ cpu_seconds(void)
 		ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
+/* The line every mode prints, which bench/run.sh and queue.sh read. */
+static void
+print_result(long n, double seconds, long new_connections, double cpu)
+{
+	printf("calls=%ld seconds=%.6f calls_per_sec=%.1f new_connections=%ld "
+		   "cpu_seconds=%.6f\n", n, seconds, n / seconds, new_connections,
+		   cpu);
+}
+
 /* One POST; returns the number of new connections it opened, or -1. */
 static long
 post_once(CURL *easy, long i)
@@ -441,9 +450,7 @@ run_multi(const char *url, const char *key, long n, struct curl_slist *headers)
 	}
 	seconds = now() - start;
 	cpu = cpu_seconds() - cpu;
-	printf("calls=%ld seconds=%.6f calls_per_sec=%.1f new_connections=%ld "
-		   "cpu_seconds=%.6f\n", n, seconds, n / seconds, new_connections,
-		   cpu);
+	print_result(n, seconds, new_connections, cpu);
 	curl_easy_cleanup(easy);
 	curl_multi_cleanup(c.multi);
 	return 0;
@@ -554,9 +561,7 @@ run_parallel(const char *url, const char *key, long n, long k,
 		return 1;
 	seconds = now() - start;
 	cpu = cpu_seconds() - cpu;
-	printf("calls=%ld seconds=%.6f calls_per_sec=%.1f new_connections=%ld "
-		   "cpu_seconds=%.6f\n", n, seconds, n / seconds, new_connections,
-		   cpu);
+	print_result(n, seconds, new_connections, cpu);
 	for (long i = 0; i < k; i++)
 		curl_easy_cleanup(handles[i]);
 	curl_multi_cleanup(multi);
@@ -622,9 +627,7 @@ main(int argc, char **argv)
 	seconds = now() - start;
 
 	cpu = cpu_seconds() - cpu;
-	printf("calls=%ld seconds=%.6f calls_per_sec=%.1f new_connections=%ld "
-		   "cpu_seconds=%.6f\n", n, seconds, n / seconds, new_connections,
-		   cpu);
+	print_result(n, seconds, new_connections, cpu);
 
 	curl_slist_free_all(headers);
 	curl_easy_cleanup(easy);

@@ -227,19 +227,18 @@ chmod 755 "$RUN/libcurl_client"
 "${PSQL[@]}" -f "$RUN/pairs.sql" >"$RUN/pairs.log" || die "interleaved run failed; see $RUN/pairs.log"
 # (psql may write its Time: lines after the output of the next \!, so
 # the two kinds of line are paired by their order among their own kind.)
-read -r R_PAIRED R_PAIRED_MED PAIR_RATIOS <<<"$(awk -v n="$PAIR_CALLS" '
+read -r R_PAIRED PAIR_RATIOS <<<"$(awk -v n="$PAIR_CALLS" '
     /^Time:/ { ns++; rs[ns] = n / ($2 / 1000) }
     /calls_per_sec=/ {
         match($0, /calls_per_sec=[0-9.]+/); ne++; re[ne] = substr($0, RSTART + 14, RLENGTH - 14) }
     END {
-        if (ns != ne || ns == 0) { print "0 0 unpaired"; exit }
-        for (k = 1; k <= ns; k++) { r[k] = rs[k] / re[k]; ts += n / rs[k]; te += n / re[k] }
-        for (i = 1; i <= ns; i++) for (j = i + 1; j <= ns; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
-        med = (ns % 2) ? r[(ns + 1) / 2] : (r[ns / 2] + r[ns / 2 + 1]) / 2
-        printf "%.3f %.3f", te / ts, med
-        for (i = 1; i <= ns; i++) printf " %.3f", r[i] }' "$RUN/pairs.log")"
+        if (ns != ne || ns == 0) { print "0 unpaired"; exit }
+        for (k = 1; k <= ns; k++) { ts += n / rs[k]; te += n / re[k] }
+        printf "%.3f", te / ts
+        for (k = 1; k <= ns; k++) printf " %.3f", rs[k] / re[k] }' "$RUN/pairs.log")"
 [ "$R_PAIRED" != 0 ] || die "interleaved run: the runs do not pair up; see $RUN/pairs.log"
-PAIR_RATIOS=" $PAIR_RATIOS"
+R_PAIRED_MED=$(printf '%s\n' "$PAIR_RATIOS" | median)
+PAIR_RATIOS=" $(printf '%s\n' $PAIR_RATIOS | sort -g | paste -sd' ')"
 
 # PERF=1: one more xplenty_run_job() and libcurl_client run, each under
 # perf record on the client CPU; CPU time per call by library (and the
