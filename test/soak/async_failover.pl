@@ -74,9 +74,7 @@ is( $standby->safe_psql('postgres',
 	),
 	'queued',
 	'on the standby the 20 requests are still queued');
-$standby->promote;
-wait_for(sub { $standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()') eq 'f' },
-	30);
+promote_and_wait($standby);
 ok( wait_for(
 		sub {
 			(queue_status_counts($standby, "variables->>'REQ' LIKE 'as-%'")

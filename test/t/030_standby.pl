@@ -91,14 +91,7 @@ is( $standby->safe_psql('postgres',
 # Promotion: the new primary's worker sends the queue.
 mock_clear_faults();
 my $seq = last_seq();
-$standby->promote;
-ok( wait_for(
-		sub {
-			$standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()') eq
-			  'f';
-		},
-		30),
-	'the standby is promoted');
+ok(promote_and_wait($standby), 'the standby is promoted');
 ok(wait_for_worker($standby, 30), 'the promoted standby starts a worker');
 ok( wait_for(
 		sub {

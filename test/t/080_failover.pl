@@ -30,23 +30,8 @@ my $primary = make_node(
 	allows_streaming => 1,
 	conf => "xplenty.max_in_flight = 16\nxplenty.max_attempts = 100\n",
 	create_extension => 1);
-$primary->backup('b1');
-my $standby = PostgreSQL::Test::Cluster->new('standby');
-$standby->init_from_backup($primary, 'b1', has_streaming => 1);
-$standby->start;
-
-# Synchronous replication, set on the primary only (after the backup), so
-# that the promoted standby does not wait for a standby of its own.
-$primary->append_conf('postgresql.conf', "synchronous_standby_names = '*'\n");
-$primary->reload;
-ok( wait_for(
-		sub {
-			$primary->safe_psql('postgres',
-				"SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'"
-			) eq '1';
-		},
-		30),
-	'the standby is a synchronous standby of the primary');
+my ($standby, $sync) = make_sync_standby($primary, 'standby', 'b1');
+ok($sync, 'the standby is a synchronous standby of the primary');
 ok(wait_for_worker($primary), 'the primary runs a worker');
 is( $standby->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'xplenty worker'"
@@ -101,14 +86,7 @@ is( $standby->safe_psql('postgres',
 	),
 	'queued',
 	'stall: on the standby the 20 requests are still queued');
-$standby->promote;
-ok( wait_for(
-		sub {
-			$standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()') eq
-			  'f';
-		},
-		30),
-	'stall: the standby is promoted');
+ok(promote_and_wait($standby), 'stall: the standby is promoted');
 ok( wait_for(
 		sub {
 			(queue_status_counts($standby, "variables->>'REQ' LIKE 'stall-%'")
@@ -120,20 +98,8 @@ check_exactly_once($standby, 'stall-', 20, 'stall');
 
 # The new primary becomes the primary of part 2, with a new standby.
 $primary = $standby;
-$primary->backup('b2');
-$standby = PostgreSQL::Test::Cluster->new('standby2');
-$standby->init_from_backup($primary, 'b2', has_streaming => 1);
-$standby->start;
-$primary->append_conf('postgresql.conf', "synchronous_standby_names = '*'\n");
-$primary->reload;
-ok( wait_for(
-		sub {
-			$primary->safe_psql('postgres',
-				"SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'"
-			) eq '1';
-		},
-		30),
-	'part 2: a new synchronous standby follows the new primary');
+($standby, $sync) = make_sync_standby($primary, 'standby2', 'b2');
+ok($sync, 'part 2: a new synchronous standby follows the new primary');
 
 # --- 2. failover with requests in flight -----------------------------------
 # Slow answers: each POST creates its job at once and is answered 1 s
@@ -187,14 +153,7 @@ is(scalar @unclaimed, 0,
 # The new primary answers at once.
 mock_clear_faults();
 my $log_offset = -s $standby->logfile;
-$standby->promote;
-ok( wait_for(
-		sub {
-			$standby->safe_psql('postgres', 'SELECT pg_is_in_recovery()') eq
-			  'f';
-		},
-		30),
-	'the standby is promoted');
+ok(promote_and_wait($standby), 'the standby is promoted');
 ok(wait_for_worker($standby, 30), 'the new primary starts a worker');
 ok( wait_for(
 		sub {

@@ -31,6 +31,7 @@ our @EXPORT = qw(
   make_node wait_for worker_pid wait_for_worker queue_rows queue_status_counts
   var_key posts_for post_counts requests_since last_seq
   server_up wait_for_server enqueue_many log_lines_of check_exactly_once
+  promote_and_wait make_sync_standby
 );
 
 my $json = JSON::PP->new->canonical;
@@ -276,6 +277,55 @@ sub wait_for
 		return $v if time() >= $deadline;
 		sleep $interval;
 	}
+}
+
+=pod
+
+promote_and_wait(NODE [, TIMEOUT_S]) promotes a standby and waits until it
+has left recovery; true if it has within TIMEOUT_S (default 30).
+
+=cut
+
+sub promote_and_wait
+{
+	my ($node, $timeout) = @_;
+	$node->promote;
+	return wait_for(
+		sub {
+			$node->safe_psql('postgres', 'SELECT pg_is_in_recovery()') eq 'f';
+		},
+		$timeout // 30);
+}
+
+=pod
+
+make_sync_standby(PRIMARY, NAME, BACKUP) takes a backup of PRIMARY named
+BACKUP, starts a streaming standby NAME from it, and makes it PRIMARY's
+synchronous standby.  synchronous_standby_names is set on the primary only,
+after the backup, so that the standby, once promoted, does not wait for a
+standby of its own.  Returns the standby and whether it was synchronous
+within 30 s.
+
+=cut
+
+sub make_sync_standby
+{
+	my ($primary, $name, $backup) = @_;
+	$primary->backup($backup);
+	my $standby = PostgreSQL::Test::Cluster->new($name);
+	$standby->init_from_backup($primary, $backup, has_streaming => 1);
+	$standby->start;
+	$primary->append_conf('postgresql.conf',
+		"synchronous_standby_names = '*'\n");
+	$primary->reload;
+	my $sync = wait_for(
+		sub {
+			$primary->safe_psql('postgres',
+				"SELECT count(*) FROM pg_stat_replication "
+				  . "WHERE sync_state = 'sync'") eq '1';
+		},
+		30);
+	return ($standby, $sync);
 }
 
 # Does the server accept connections and answer?
