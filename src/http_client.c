@@ -43,9 +43,6 @@
 /* Idle connections older than this are not reused; see open_easy_handle. */
 #define MAX_CONNECTION_AGE_SECONDS 30
 
-/* Where choose_wait_set puts the socket in its wait set. */
-#define DIRECT_SOCKET_POSITION 2
-
 /* How many socket events are taken from epoll at once. */
 #define MAX_SOCKET_EVENTS 64
 
@@ -86,6 +83,7 @@ struct XplentyHttpClient
 	curl_socket_t last_wanted;	/* the socket last given SOCKET_WANTED */
 	WaitEventSet *direct_set;	/* latch, postmaster death, direct_sock */
 	curl_socket_t direct_sock;
+	int			direct_sock_pos;	/* its position in direct_set */
 	bool		direct_stale;	/* direct_sock has been closed */
 	int			in_flight;
 	dlist_head	finished;		/* requests done, not yet collected */
@@ -123,6 +121,7 @@ static int	before_sending(void *req_arg, char *primary_ip, char *local_ip,
 static XplentyEasyHandle *open_easy_handle(XplentyHttpClient *client,
 											XplentyHttpRequest *req,
 											const char *api_key);
+static WaitEventSet *create_wait_set(MemoryContext context);
 static void collect_finished(XplentyHttpClient *client);
 static void release_easy_handle(XplentyHttpClient *client,
 								XplentyEasyHandle *handle);
@@ -217,11 +216,7 @@ xplenty_http_client_create(MemoryContext context, int max_connections)
 	curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, client);
 	xplenty_http_client_set_max_connections(client, max_connections);
 
-	client->wait_set = CreateWaitEventSet(context, 3);
-	AddWaitEventToSet(client->wait_set, WL_LATCH_SET, PGINVALID_SOCKET,
-					  MyLatch, NULL);
-	AddWaitEventToSet(client->wait_set, WL_EXIT_ON_PM_DEATH,
-					  PGINVALID_SOCKET, NULL, NULL);
+	client->wait_set = create_wait_set(context);
 	AddWaitEventToSet(client->wait_set, WL_SOCKET_READABLE,
 					  client->epoll_fd, NULL, NULL);
 
@@ -940,6 +935,26 @@ the_wanted_socket(XplentyHttpClient *client)
 }
 
 /*
+ * create_wait_set
+ *		A wait set with room for one socket more, holding the latch and,
+ *		under a postmaster, its death.
+ *
+ * A single-user backend has no postmaster to watch, and AddWaitEventToSet
+ * would register an invalid descriptor for it, so it is left out there.
+ */
+static WaitEventSet *
+create_wait_set(MemoryContext context)
+{
+	WaitEventSet *set = CreateWaitEventSet(context, 3);
+
+	AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
+	if (IsUnderPostmaster)
+		AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET,
+						  NULL, NULL);
+	return set;
+}
+
+/*
  * choose_wait_set
  *		The wait set to wait on: one that holds the socket itself when
  *		libcurl wants only one of ours, else the one that holds epoll_fd.
@@ -977,20 +992,16 @@ choose_wait_set(XplentyHttpClient *client, bool *direct)
 		((state & SOCKET_WRITE) ? WL_SOCKET_WRITEABLE : 0);
 	if (client->direct_set == NULL)
 	{
-		client->direct_set = CreateWaitEventSet(GetMemoryChunkContext(client),
-												3);
-		AddWaitEventToSet(client->direct_set, WL_LATCH_SET, PGINVALID_SOCKET,
-						  MyLatch, NULL);
-		AddWaitEventToSet(client->direct_set, WL_EXIT_ON_PM_DEATH,
-						  PGINVALID_SOCKET, NULL, NULL);
-		AddWaitEventToSet(client->direct_set, events, sock, NULL, NULL);
+		client->direct_set = create_wait_set(GetMemoryChunkContext(client));
+		client->direct_sock_pos = AddWaitEventToSet(client->direct_set,
+													events, sock, NULL, NULL);
 		client->direct_sock = sock;
 		client->direct_stale = false;
 	}
 	else
 	{
 		/* It returns at once if the events are those the set has. */
-		ModifyWaitEvent(client->direct_set, DIRECT_SOCKET_POSITION, events,
+		ModifyWaitEvent(client->direct_set, client->direct_sock_pos, events,
 						NULL);
 	}
 	*direct = true;
