@@ -125,8 +125,9 @@ EOF
         'BEGIN { printf "%.1f %d\n", n / (ms / 1000), c }'
 }
 
-# mode easy: the practical limit; mode multi: the extension's HTTP path
-# without PostgreSQL (see libcurl_client.c).
+# mode easy: the practical limit; easy-headers: the same with User-Agent
+# and Authorization made once, as the extension sends them; mode multi:
+# the extension's HTTP path without PostgreSQL (see libcurl_client.c).
 measure_libcurl() {
     local n=$1 mode=$2 out before after
     before=$(nginx_counters)
@@ -176,18 +177,20 @@ run_one() {    # name -> "calls_per_sec connections"
     case $1 in
         sql)     measure_sql "$SQL_CALLS" ;;
         easy)    measure_libcurl "$LIBCURL_CALLS" easy ;;
+        easyh)   measure_libcurl "$LIBCURL_CALLS" easy-headers ;;
         multi)   measure_libcurl "$LIBCURL_CALLS" multi ;;
         cmd)     measure_cmd "$CMD_CALLS" ;;
         parse)   measure_parse "$SQL_CALLS" ;;
     esac
 }
 
-NAMES=(sql easy multi cmd parse)
+NAMES=(sql easy easyh multi cmd parse)
 declare -A RATES=() CONNS=() MED=()
 
 say "warm-up round (discarded)"
 measure_sql $((SQL_CALLS / 10)) >/dev/null
 measure_libcurl $((LIBCURL_CALLS / 10)) easy >/dev/null
+measure_libcurl $((LIBCURL_CALLS / 10)) easy-headers >/dev/null
 measure_libcurl $((LIBCURL_CALLS / 10)) multi >/dev/null
 measure_cmd $((CMD_CALLS / 10 + 1)) >/dev/null
 
@@ -272,6 +275,7 @@ if [ -n "${PERF:-}" ] && command -v perf >/dev/null && [ -n "${CLIENT_CPU:-}" ];
 fi
 
 R_LIBCURL=$(ratio "${MED[sql]}" "${MED[easy]}")
+R_EASYH=$(ratio "${MED[sql]}" "${MED[easyh]}")
 R_CMD=$(ratio "${MED[sql]}" "${MED[cmd]}")
 VERDICT=$(awk -v r="$R_LIBCURL" -v t="$TARGET" 'BEGIN { print (r >= t) ? "meets" : "MISSES" }')
 US_SQL=$(usec "${MED[sql]}") US_EASY=$(usec "${MED[easy]}")
@@ -294,6 +298,7 @@ row() {    # label name calls
     row "libcurl_client easy (one reused connection)" easy "$LIBCURL_CALLS"
     row "curl command once a call (bash loop)" cmd "$CMD_CALLS"
     echo "diagnostics:"
+    row "  libcurl_client easy, headers made once" easyh "$LIBCURL_CALLS"
     row "  libcurl_client multi (extension's HTTP path)" multi "$LIBCURL_CALLS"
     row "  jsonb_in of the answer body, SQL, no HTTP" parse "$SQL_CALLS"
     echo
@@ -302,6 +307,7 @@ row() {    # label name calls
         <(printf '%s\n' ${RATES[easy]}) | awk '{ printf "%.3f ", $1 / $2 }')"
     echo "interleaved, $PAIRS pairs of $PAIR_CALLS calls: extension / libcurl_client = $R_PAIRED"
     echo "  (median of the pairs' ratios $R_PAIRED_MED; the pairs' ratios, sorted:$PAIR_RATIOS)"
+    echo "extension / libcurl_client easy-headers = $R_EASYH   (like for like: the same bytes, headers made once)"
     echo "extension / curl command   = $R_CMD"
     echo
     echo "where a call's time goes (medians, us):"

@@ -28,6 +28,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "common/base64.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
@@ -46,7 +47,7 @@
 /* How many socket events are taken from epoll at once. */
 #define MAX_SOCKET_EVENTS 64
 
-#define USER_AGENT "xplenty-postgresql/1.0"
+#define USER_AGENT_HEADER "User-Agent: xplenty-postgresql/1.0"
 #define ACCEPT_HEADER "Accept: application/vnd.xplenty+json; version=2"
 
 /* How many idle easy handles a client keeps for reuse. */
@@ -68,6 +69,7 @@ typedef struct XplentyEasyHandle
 	bool		has_body;
 	uint64		settings_hash;	/* see settings_hash() */
 	char	   *url;			/* the URL it has, in the client's context */
+	struct curl_slist *headers; /* its request headers; see make_headers */
 } XplentyEasyHandle;
 
 struct XplentyHttpClient
@@ -102,8 +104,6 @@ struct XplentyHttpClient
 
 static bool curl_initialized = false;
 static XplentyHttpClient *session_client = NULL;
-static struct curl_slist *get_headers = NULL;
-static struct curl_slist *send_headers = NULL;
 
 static void initialize_curl(void);
 static int	watch_socket(CURL *easy, curl_socket_t sock, int what,
@@ -118,6 +118,8 @@ static size_t collect_header(char *data, size_t size, size_t nitems,
 							 void *req_arg);
 static int	before_sending(void *req_arg, char *primary_ip, char *local_ip,
 						   int primary_port, int local_port);
+static struct curl_slist *make_headers(bool json_body, const char *api_key);
+static void free_headers(struct curl_slist *headers);
 static XplentyEasyHandle *open_easy_handle(XplentyHttpClient *client,
 											XplentyHttpRequest *req,
 											const char *api_key);
@@ -129,8 +131,7 @@ static long time_to_curl_timer(XplentyHttpClient *client);
 
 /*
  * initialize_curl
- *		Initialize libcurl once per process, and build the header lists that
- *		every request shares.
+ *		Initialize libcurl once per process.
  *
  * This runs at first use rather than in _PG_init, so that the postmaster,
  * which never sends a request, does not initialize OpenSSL on its behalf.
@@ -138,8 +139,6 @@ static long time_to_curl_timer(XplentyHttpClient *client);
 static void
 initialize_curl(void)
 {
-	struct curl_slist *list;
-
 	if (curl_initialized)
 		return;
 
@@ -147,29 +146,6 @@ initialize_curl(void)
 		ereport(ERROR,
 				(errcode(ERRCODE_SYSTEM_ERROR),
 				 errmsg("could not initialize libcurl")));
-
-	/*
-	 * "Expect:" with no value keeps libcurl from sending "Expect:
-	 * 100-continue" and waiting for an interim answer before a large body.
-	 */
-	list = curl_slist_append(NULL, ACCEPT_HEADER);
-	if (list == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	get_headers = list;
-
-	list = curl_slist_append(NULL, ACCEPT_HEADER);
-	if (list != NULL)
-		list = curl_slist_append(list, "Content-Type: application/json");
-	if (list != NULL)
-		list = curl_slist_append(list, "Expect:");
-	if (list == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory")));
-	send_headers = list;
-
 	curl_initialized = true;
 }
 
@@ -637,25 +613,108 @@ settings_hash(const XplentyHttpRequest *req, const char *api_key)
 }
 
 /*
+ * append_header
+ *		Add a line to a header list; if memory runs out, free the list and
+ *		return NULL.  A NULL list stays NULL.
+ */
+static struct curl_slist *
+append_header(struct curl_slist *list, const char *line)
+{
+	struct curl_slist *longer;
+
+	if (list == NULL)
+		return NULL;
+	longer = curl_slist_append(list, line);
+	if (longer == NULL)
+		free_headers(list);
+	return longer;
+}
+
+/*
+ * free_headers
+ *		Free a list from make_headers, first wiping what it says, which
+ *		includes the key.
+ */
+static void
+free_headers(struct curl_slist *headers)
+{
+	for (struct curl_slist *item = headers; item != NULL; item = item->next)
+		explicit_bzero(item->data, strlen(item->data));
+	curl_slist_free_all(headers);
+}
+
+/*
+ * make_headers
+ *		The header list of a request with or without a JSON body, made
+ *		with malloc as libcurl's lists are; NULL if memory ran out.
+ *
+ * Besides Accept (and, for a body, Content-Type), it holds User-Agent and
+ * the Basic authorization, rather than giving libcurl the key as a user
+ * name: libcurl formats those two again for every request, base64 and all,
+ * through a printf of its own, which was near a tenth of the instructions
+ * of a Run Job call.
+ * Authorization as a header of ours goes only to the API (libcurl keeps
+ * the headers it is given off a proxy's CONNECT), and we follow no
+ * redirect that could carry it elsewhere.  "Expect:" with no value keeps
+ * libcurl from sending "Expect: 100-continue" and waiting for an interim
+ * answer before a large body.
+ */
+static struct curl_slist *
+make_headers(bool json_body, const char *api_key)
+{
+	const char *prefix = "Authorization: Basic ";
+	int			user_len = strlen(api_key) + 1;
+	char	   *user;
+	char	   *line;
+	int			encoded_len;
+	struct curl_slist *list;
+
+	/* The user is the key, with an empty password: "key:". */
+	user = palloc(user_len + 1);
+	snprintf(user, user_len + 1, "%s:", api_key);
+	line = palloc(strlen(prefix) + pg_b64_enc_len(user_len) + 1);
+	strcpy(line, prefix);
+	encoded_len = pg_b64_encode(user, user_len, line + strlen(prefix),
+								pg_b64_enc_len(user_len));
+	explicit_bzero(user, user_len);
+	pfree(user);
+	if (encoded_len < 0)
+	{
+		pfree(line);
+		return NULL;
+	}
+	line[strlen(prefix) + encoded_len] = '\0';
+
+	list = curl_slist_append(NULL, ACCEPT_HEADER);
+	if (json_body)
+	{
+		list = append_header(list, "Content-Type: application/json");
+		list = append_header(list, "Expect:");
+	}
+	list = append_header(list, USER_AGENT_HEADER);
+	list = append_header(list, line);
+	explicit_bzero(line, strlen(line));
+	pfree(line);
+	return list;
+}
+
+/*
  * set_up_easy_handle
  *		Give a fresh (or reset) easy handle every option that a request of
  *		this kind needs, but for the URL and what points into the request.
  *
- * libcurl copies every string option, so the API key is not kept past this
- * call by us.  MAX_CONNECTION_AGE_SECONDS is shorter than the idle timeout
+ * The headers, the key's among them, are the handle's own list from
+ * make_headers.  MAX_CONNECTION_AGE_SECONDS is shorter than the idle timeout
  * of common servers and load balancers (60 s and more), so that we seldom
  * send on a connection the other end is just closing.
  */
 static void
 set_up_easy_handle(XplentyHttpClient *client, CURL *easy,
-				   const XplentyHttpRequest *req, const char *api_key)
+				   const XplentyHttpRequest *req, struct curl_slist *headers)
 {
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, USER_AGENT);
-	curl_easy_setopt(easy, CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
-	curl_easy_setopt(easy, CURLOPT_USERNAME, api_key);
-	curl_easy_setopt(easy, CURLOPT_PASSWORD, "");
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
 					 (long) xplenty_connect_timeout_ms);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
@@ -685,16 +744,12 @@ set_up_easy_handle(XplentyHttpClient *client, CURL *easy,
 	{
 		case XPLENTY_HTTP_GET:
 			curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
-			curl_easy_setopt(easy, CURLOPT_HTTPHEADER, get_headers);
 			break;
 		case XPLENTY_HTTP_POST:
 			curl_easy_setopt(easy, CURLOPT_POST, 1L);
-			curl_easy_setopt(easy, CURLOPT_HTTPHEADER, send_headers);
 			break;
 		case XPLENTY_HTTP_DELETE:
 			curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, "DELETE");
-			curl_easy_setopt(easy, CURLOPT_HTTPHEADER,
-							 req->body ? send_headers : get_headers);
 			break;
 	}
 	if (req->body == NULL && req->method == XPLENTY_HTTP_POST)
@@ -737,12 +792,26 @@ open_easy_handle(XplentyHttpClient *client, XplentyHttpRequest *req,
 	if (!handle->set_up || handle->method != req->method ||
 		handle->has_body != has_body || handle->settings_hash != hash)
 	{
+		struct curl_slist *headers;
+
+		headers = make_headers(has_body || req->method == XPLENTY_HTTP_POST,
+							   api_key);
+
+		if (headers == NULL)
+		{
+			release_easy_handle(client, handle);
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		}
 		if (handle->set_up)
 			curl_easy_reset(handle->curl);
+		free_headers(handle->headers);
+		handle->headers = headers;
 		if (handle->url != NULL)
 			pfree(handle->url);
 		handle->url = NULL;
-		set_up_easy_handle(client, handle->curl, req, api_key);
+		set_up_easy_handle(client, handle->curl, req, headers);
 		handle->set_up = true;
 		handle->method = req->method;
 		handle->has_body = has_body;
@@ -838,6 +907,7 @@ release_easy_handle(XplentyHttpClient *client, XplentyEasyHandle *handle)
 	if (list_length(client->spare_handles) >= MAX_SPARE_HANDLES)
 	{
 		curl_easy_cleanup(handle->curl);
+		free_headers(handle->headers);
 		if (handle->url != NULL)
 			pfree(handle->url);
 		pfree(handle);
