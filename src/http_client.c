@@ -730,6 +730,12 @@ set_up_easy_handle(XplentyHttpClient *client, CURL *easy,
 		curl_easy_setopt(easy, CURLOPT_CAINFO, xplenty_ca_file);
 	curl_easy_setopt(easy, CURLOPT_PROXY,
 					 xplenty_proxy != NULL ? xplenty_proxy : "");
+	/*
+	 * The proxy is xplenty.proxy's alone: without this, libcurl would read
+	 * no_proxy from the environment, for every request, and could go
+	 * around the proxy because of it.
+	 */
+	curl_easy_setopt(easy, CURLOPT_NOPROXY, "");
 	curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
 					 (curl_off_t) req->answer_limit);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, collect_answer);

@@ -1,7 +1,8 @@
 # 050_cancel_and_secrets.pl - a synchronous call waiting for the API answers
 # a cancel and statement_timeout at once and leaves its session usable; the
-# API key never reaches the server log; and an ordinary role can neither
-# read the key, nor redirect requests, nor launch jobs until granted.
+# API key never reaches the server log; an ordinary role can neither read
+# the key, nor redirect requests, nor launch jobs until granted; and the
+# server's environment does not choose the proxy.
 
 use strict;
 use warnings;
@@ -243,6 +244,31 @@ GRANT SELECT ON xplenty_queue TO alice;});
 		'nor written to');
 	$refused->('SHOW xplenty.api_key', $cannot_see,
 		'the grants do not reveal the key');
+}
+
+# --- (d) only xplenty.proxy decides the proxy -----------------------------
+#
+# A no_proxy in the server's environment that names the API's host would
+# have libcurl go around the proxy; the extension does not let it.
+{
+	$node->stop;
+	{
+		local $ENV{no_proxy} = '127.0.0.1';
+		local $ENV{NO_PROXY} = '127.0.0.1';
+		$node->start;
+	}
+	my $posts = mock_stats()->{run_job_posts};
+	my ($ret, $out, $err) = $node->psql('postgres',
+		q{SET xplenty.proxy = 'http://127.0.0.1:1';
+		  SELECT xplenty_run_job(52, 434)});
+	isnt($ret, 0, 'proxy: the call fails on the proxy that cannot be reached');
+	like($err, qr/could not run Xplenty package 434/,
+		'proxy: with the usual error');
+	is(mock_stats()->{run_job_posts}, $posts,
+		'proxy: no_proxy in the environment did not send it around the proxy');
+	is($node->safe_psql('postgres',
+			q{SELECT xplenty_run_job(52, 434) ->> 'id' IS NOT NULL}),
+		't', 'proxy: without xplenty.proxy the call goes straight to the API');
 }
 
 $node->stop;
