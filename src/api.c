@@ -79,7 +79,8 @@ xplenty_run_job_answer(const XplentyHttpRequest *req,
 	Jsonb	   *job;
 	char	   *problem;
 
-	if (xplenty_describe_failure(req, 201, xplenty_run_job_message(request),
+	if (!xplenty_answered_with(req, 201) &&
+		xplenty_describe_failure(req, 201, xplenty_run_job_message(request),
 								 &failure))
 		xplenty_report_failure(&failure);
 

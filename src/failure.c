@@ -91,8 +91,7 @@ bool
 xplenty_describe_failure(const XplentyHttpRequest *req, long expected_status,
 						 const char *message, XplentyFailure *failure)
 {
-	if (req->outcome == XPLENTY_HTTP_ANSWERED &&
-		req->status == expected_status)
+	if (xplenty_answered_with(req, expected_status))
 		return false;
 
 	memset(failure, 0, sizeof(XplentyFailure));

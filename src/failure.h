@@ -31,6 +31,18 @@ typedef struct XplentyFailure
 	long		status;			/* HTTP status, 0 if no answer */
 } XplentyFailure;
 
+/*
+ * Was req answered, and with the status expected?  What every caller of
+ * xplenty_describe_failure asks first, inline so that a call that went
+ * right builds no message for a failure it did not have.
+ */
+static inline bool
+xplenty_answered_with(const XplentyHttpRequest *req, long expected_status)
+{
+	return req->outcome == XPLENTY_HTTP_ANSWERED &&
+		req->status == expected_status;
+}
+
 extern bool xplenty_describe_failure(const XplentyHttpRequest *req,
 									 long expected_status,
 									 const char *message,

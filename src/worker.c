@@ -754,10 +754,11 @@ record_poll(InFlight *inflight)
 											  http->ratelimit_remaining);
 	bool		failed;
 
-	failed = xplenty_describe_failure(http, 200,
-									  psprintf("could not get Xplenty job "
-											   INT64_FORMAT, q->job_id),
-									  &failure);
+	failed = !xplenty_answered_with(http, 200) &&
+		xplenty_describe_failure(http, 200,
+								 psprintf("could not get Xplenty job "
+										  INT64_FORMAT, q->job_id),
+								 &failure);
 	note_rate_limit(http, failed ? &failure : NULL, 1);
 	if (!failed)
 	{
@@ -804,7 +805,8 @@ record_send(InFlight *inflight)
 	XplentyFailure failure;
 	MemoryContext oldcontext = MemoryContextSwitchTo(q->context);
 
-	if (!xplenty_describe_failure(http, 201,
+	if (xplenty_answered_with(http, 201) ||
+		!xplenty_describe_failure(http, 201,
 								  xplenty_run_job_message(&q->request),
 								  &failure))
 	{
