@@ -272,7 +272,7 @@ statement_ms() { awk '/^Time:/ { print $2 }'; }
 
 # ---------------------------------------------------------------- figures
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END {
-    if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+    if (NR % 2) print v[(NR + 1) / 2]; else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 usec() { awk -v r="$1" 'BEGIN { printf "%.1f", 1e6 / r }'; }
