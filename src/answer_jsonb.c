@@ -11,10 +11,11 @@
  * members with the same key the later one kept, an offset rather than a
  * length in every JB_OFFSET_STRIDE'th JEntry, and numbers and containers
  * aligned to four bytes from the start of the datum.  The result is the
- * same bytes that jsonb_in gives; sql/run_job.sql compares the two.
+ * same bytes that jsonb_in gives: sql/run_job.sql compares the two, and
+ * TAP 095 byte for byte.
  *
  * Building the JsonbValue tree first, and having JsonbValueToJsonb walk it,
- * took as much time as reading the text did.  The on-disk form is what
+ * cost more than reading the text did.  The on-disk form is what
  * pg_upgrade keeps working across major versions, so writing it directly
  * depends on nothing that can change under us.
  *
@@ -228,16 +229,15 @@ append(JsonbWriter *writer, const void *bytes, int len)
 
 /*
  * pad_to_int
- *		Add zero bytes up to a four-byte boundary; return how many.
+ *		Add zero bytes up to a four-byte boundary.
  */
-static inline int
+static inline void
 pad_to_int(JsonbWriter *writer)
 {
 	int			padding = INTALIGN(writer->len) - writer->len;
 	int			offset = reserve(writer, padding);
 
 	memset(writer->data + offset, 0, padding);
-	return padding;
 }
 
 /*
