@@ -32,9 +32,9 @@ typedef struct XplentyFailure
 } XplentyFailure;
 
 /*
- * Was req answered, and with the status expected?  What every caller of
- * xplenty_describe_failure asks first, inline so that a call that went
- * right builds no message for a failure it did not have.
+ * Was req answered, and with the status expected?  xplenty_describe_failure
+ * asks this first; the callers on the path of every request ask it before
+ * they format their message, so that a call that went right builds none.
  */
 static inline bool
 xplenty_answered_with(const XplentyHttpRequest *req, long expected_status)

@@ -651,8 +651,9 @@ free_headers(struct curl_slist *headers)
  * Besides Accept (and, for a body, Content-Type), it holds User-Agent and
  * the Basic authorization, rather than giving libcurl the key as a user
  * name: libcurl formats those two again for every request, base64 and all,
- * through a printf of its own, which was near a tenth of the instructions
- * of a Run Job call.
+ * through a printf of its own, which was 7 % of the instructions of a Run
+ * Job call.
+ *
  * Authorization as a header of ours goes only to the API (libcurl keeps
  * the headers it is given off a proxy's CONNECT), and we follow no
  * redirect that could carry it elsewhere.  "Expect:" with no value keeps
@@ -802,7 +803,6 @@ open_easy_handle(XplentyHttpClient *client, XplentyHttpRequest *req,
 
 		headers = make_headers(has_body || req->method == XPLENTY_HTTP_POST,
 							   api_key);
-
 		if (headers == NULL)
 		{
 			release_easy_handle(client, handle);
