@@ -23,6 +23,7 @@ OBJS = \
 	src/queue.o \
 	src/retry.o \
 	src/run_job.o \
+	src/standby.o \
 	src/wait.o \
 	src/wakeup.o \
 	src/worker.o \

@@ -54,6 +54,7 @@
 #include "poll.h"
 #include "queue.h"
 #include "retry.h"
+#include "standby.h"
 #include "wakeup.h"
 #include "worker.h"
 
@@ -453,6 +454,8 @@ run_round(bool accept_work)
 					 " finished requests", n);
 		}
 	}
+
+	xplenty_warn_async_standbys(now);
 
 	SPI_finish();
 	PopActiveSnapshot();

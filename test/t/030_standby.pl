@@ -1,6 +1,7 @@
 # 030_standby.pl - a streaming standby runs no worker and sends nothing; the
 # queue it replicated is sent by its worker once it is promoted, every
-# request exactly once.
+# request exactly once; and the primary's worker warns, once, that the
+# standby is asynchronous.
 #
 # The worker is registered with BgWorkerStart_RecoveryFinished, so the
 # postmaster of a standby does not start it until recovery ends.
@@ -66,6 +67,13 @@ is(($c->{queued} // 0) + ($c->{submitting} // 0),
   or diag explain $c;
 $primary->wait_for_catchup($standby);
 
+# The standby streams asynchronously: the primary's worker, which retries
+# the 503s in rounds all along, says once what that risks.
+my $async_warning =
+  qr/WARNING:  standby "[^"]+" receives this server's WAL asynchronously/;
+ok( wait_for(sub { $primary->log_contains($async_warning) }, 30),
+	'the primary\'s worker warns that the standby is asynchronous');
+
 is($standby->safe_psql('postgres', 'SELECT count(*) FROM xplenty_queue'),
 	5, 'the standby has replicated the 5 queued requests');
 is( $standby->safe_psql('postgres',
@@ -75,6 +83,11 @@ is( $standby->safe_psql('postgres',
 	'the standby runs no xplenty worker');
 ok(!$standby->log_contains(qr/xplenty worker started/),
 	'nor did it ever start one');
+
+# It looks every 10 s at most; after more than that, still one warning.
+sleep 11;
+my @warnings = (slurp_file($primary->logfile) =~ /$async_warning/g);
+is(scalar @warnings, 1, 'and warns only once about it');
 
 # With the primary gone only the standby runs: nothing reaches the API.
 $primary->stop('fast');
