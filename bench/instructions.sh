@@ -43,28 +43,11 @@ say "building the extension from $SOURCE_DESC, not installing it (log: $RUN/buil
 make_ext
 LIB_DIR=$BUILD_DIR
 SOURCE_DESC="$SOURCE_DESC, loaded from $LIB_DIR/xplenty.so"
-# shellcheck disable=SC2046
-gcc -O2 -Wall -Wextra -o "$RUN/libcurl_client" "$BENCH_DIR/libcurl_client.c" \
-    $(curl-config --cflags) $(curl-config --libs)
+build_libcurl_client
 
 setup_pinning
 start_nginx
-
-init_cluster "$RUN/pg/data"
-cat >>"$RUN/pg/data/postgresql.conf" <<EOF
-shared_preload_libraries = 'xplenty'
-dynamic_library_path = '$LIB_DIR:\$libdir'
-xplenty.api_url = '$API_URL'
-xplenty.account_id = '$ACCOUNT'
-xplenty.api_key = '$API_KEY'
-EOF
-start_cluster "$RUN/pg/data"
-psql_cmd postgres
-"${PSQL[@]}" -c "CREATE FUNCTION xplenty_run_job(int, int, jsonb DEFAULT NULL,
-    jsonb DEFAULT NULL) RETURNS jsonb AS 'xplenty', 'xplenty_run_job'
-    LANGUAGE C VOLATILE"
-id=$("${PSQL[@]}" -c "SELECT xplenty_run_job(52, 434)->>'id'")
-[ "$id" = 157 ] || die "xplenty_run_job returned job id '$id', expected 157"
+start_run_job_cluster
 # A single-user backend needs the cluster stopped.
 stop_cluster "$RUN/pg/data"
 

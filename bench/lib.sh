@@ -267,6 +267,41 @@ psql_cmd() {
           -h "$RUN/pg" -p "$PG_PORT" -d "$1")
 }
 
+# build_libcurl_client: $RUN/libcurl_client, from libcurl_client.c.
+build_libcurl_client() {
+    # shellcheck disable=SC2046
+    gcc -O2 -Wall -Wextra -o "$RUN/libcurl_client" "$BENCH_DIR/libcurl_client.c" \
+        $(curl-config --cflags) $(curl-config --libs)
+}
+
+# start_run_job_cluster: a throwaway cluster in $RUN/pg/data pointed at
+# nginx (start_nginx first), with xplenty_run_job() from $LIB_DIR if set
+# (through dynamic_library_path and CREATE FUNCTION, so that the system's
+# install is left alone), else from CREATE EXTENSION; sets PSQL, and
+# checks that one call gets nginx's job.
+start_run_job_cluster() {
+    local id
+    init_cluster "$RUN/pg/data"
+    cat >>"$RUN/pg/data/postgresql.conf" <<EOF
+shared_preload_libraries = 'xplenty'
+${LIB_DIR:+dynamic_library_path = '$LIB_DIR:\$libdir'}
+xplenty.api_url = '$API_URL'
+xplenty.account_id = '$ACCOUNT'
+xplenty.api_key = '$API_KEY'
+EOF
+    start_cluster "$RUN/pg/data"
+    psql_cmd postgres
+    if [ -z "$LIB_DIR" ]; then
+        "${PSQL[@]}" -c 'CREATE EXTENSION xplenty'
+    else
+        "${PSQL[@]}" -c "CREATE FUNCTION xplenty_run_job(int, int, jsonb DEFAULT NULL,
+            jsonb DEFAULT NULL) RETURNS jsonb AS 'xplenty', 'xplenty_run_job'
+            LANGUAGE C VOLATILE"
+    fi
+    id=$("${PSQL[@]}" -c "SELECT xplenty_run_job(52, 434)->>'id'")
+    [ "$id" = 157 ] || die "xplenty_run_job returned job id '$id', expected 157"
+}
+
 # psql \timing of one statement, in ms, from psql's output.
 statement_ms() { awk '/^Time:/ { print $2 }'; }
 

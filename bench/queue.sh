@@ -103,9 +103,7 @@ else
     SOURCE_DESC="$SOURCE_DESC, installed into and loaded from $EXPECT_LIB"
 fi
 MOCK_PY=$BUILD_DIR/test/mock/mock_xplenty.py
-# shellcheck disable=SC2046
-gcc -O2 -Wall -Wextra -o "$RUN/libcurl_client" "$BENCH_DIR/libcurl_client.c" \
-    $(curl-config --cflags) $(curl-config --libs)
+build_libcurl_client
 
 # ---------------------------------------------------------------- servers
 setup_pinning

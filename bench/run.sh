@@ -67,34 +67,14 @@ else
     SOURCE_DESC="the installed extension (SKIP_BUILD); tree: $SOURCE_DESC"
     LIB_DIR=
 fi
-# shellcheck disable=SC2046
-gcc -O2 -Wall -Wextra -o "$RUN/libcurl_client" "$BENCH_DIR/libcurl_client.c" \
-    $(curl-config --cflags) $(curl-config --libs)
+build_libcurl_client
 
 # ---------------------------------------------------------------- servers
 setup_pinning
 start_nginx
 
 # ---------------------------------------------------------------- PostgreSQL
-init_cluster "$RUN/pg/data"
-cat >>"$RUN/pg/data/postgresql.conf" <<EOF
-shared_preload_libraries = 'xplenty'
-${LIB_DIR:+dynamic_library_path = '$LIB_DIR:\$libdir'}
-xplenty.api_url = '$API_URL'
-xplenty.account_id = '$ACCOUNT'
-xplenty.api_key = '$API_KEY'
-EOF
-start_cluster "$RUN/pg/data"
-psql_cmd postgres
-if [ -z "$LIB_DIR" ]; then
-    "${PSQL[@]}" -c 'CREATE EXTENSION xplenty'
-else
-    "${PSQL[@]}" -c "CREATE FUNCTION xplenty_run_job(int, int, jsonb DEFAULT NULL,
-        jsonb DEFAULT NULL) RETURNS jsonb AS 'xplenty', 'xplenty_run_job'
-        LANGUAGE C VOLATILE"
-fi
-id=$("${PSQL[@]}" -c "SELECT xplenty_run_job(52, 434)->>'id'")
-[ "$id" = 157 ] || die "xplenty_run_job returned job id '$id', expected 157"
+start_run_job_cluster
 
 
 # ---------------------------------------------------------------- measurements
