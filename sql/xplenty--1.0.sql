@@ -57,6 +57,7 @@ CREATE TABLE @extschema@.xplenty_queue (
 	attempts int NOT NULL DEFAULT 0,
 	next_attempt_at timestamptz NOT NULL DEFAULT now(),
 	first_sent_at timestamptz,
+	last_sent_at timestamptz,
 	resent_after_check boolean NOT NULL DEFAULT false,
 	last_error text,
 	job_id bigint,

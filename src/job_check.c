@@ -16,7 +16,10 @@
  * the same package, cluster and variables within the window would be
  * adopted as ours.  We accept that: the alternative is to start a second
  * paid run whenever an answer is lost.  The window opens CLOCK_SKEW before
- * the first send, to allow for the API's clock being behind ours.
+ * the first send, to allow for the API's clock being behind ours, and
+ * closes CLOCK_SKEW after the last, for a clock ahead: the list is read
+ * oldest first, and a page that reaches past the window's end is the last
+ * one read, however many jobs the package got since.
  *
  * src/job_check.c
  *
@@ -35,7 +38,8 @@
 #define CLOCK_SKEW_USECS (5 * 60 * USECS_PER_SEC)
 
 static bool job_matches(Jsonb *job, const XplentyQueuedRequest *queued,
-						TimestampTz window_start);
+						TimestampTz created, TimestampTz window_start,
+						TimestampTz window_end);
 
 /*
  * check_window_start
@@ -45,6 +49,30 @@ static TimestampTz
 check_window_start(const XplentyQueuedRequest *queued)
 {
 	return queued->first_sent_at - CLOCK_SKEW_USECS;
+}
+
+/*
+ * check_window_end
+ *		The latest creation time of a job the request can have made.
+ */
+static TimestampTz
+check_window_end(const XplentyQueuedRequest *queued)
+{
+	if (queued->last_sent_at == 0)
+		return DT_NOEND;
+	return queued->last_sent_at + CLOCK_SKEW_USECS;
+}
+
+/*
+ * job_created
+ *		The creation time of a job of the list, if it has a readable one.
+ */
+static bool
+job_created(Jsonb *job, TimestampTz *created)
+{
+	char	   *created_at = xplenty_jsonb_get_text(job, "created_at");
+
+	return created_at != NULL && xplenty_parse_api_time(created_at, created);
 }
 
 /*
@@ -144,16 +172,16 @@ variables_match(Jsonb *job, const XplentyQueuedRequest *queued)
 
 /*
  * job_matches
- *		Could this job of the list be the one our request created?
+ *		Could this job of the list, created at created, be the one our
+ *		request created?
  */
 static bool
 job_matches(Jsonb *job, const XplentyQueuedRequest *queued,
-			TimestampTz window_start)
+			TimestampTz created, TimestampTz window_start,
+			TimestampTz window_end)
 {
 	int64		cluster_id;
 	int64		package_id;
-	char	   *created_at;
-	TimestampTz created;
 
 	if (!xplenty_jsonb_get_int64(job, "cluster_id", &cluster_id) ||
 		cluster_id != queued->request.cluster_id)
@@ -162,10 +190,7 @@ job_matches(Jsonb *job, const XplentyQueuedRequest *queued,
 		package_id != queued->request.package_id)
 		return false;
 
-	/* A job without a readable creation time cannot be placed: skip it. */
-	created_at = xplenty_jsonb_get_text(job, "created_at");
-	if (created_at == NULL || !xplenty_parse_api_time(created_at, &created) ||
-		created < window_start)
+	if (created < window_start || created > window_end)
 		return false;
 
 	return variables_match(job, queued);
@@ -193,7 +218,9 @@ xplenty_job_check_answer(const XplentyHttpRequest *req,
 	JsonbValue	v;
 	JsonbIteratorToken tok;
 	int			count = 0;
+	bool		past_window = false;
 	TimestampTz window_start = check_window_start(queued);
+	TimestampTz window_end = check_window_end(queued);
 
 	*matches = NIL;
 	*more_pages = false;
@@ -223,6 +250,7 @@ xplenty_job_check_answer(const XplentyHttpRequest *req,
 	{
 		Jsonb	   *job;
 		int64		job_id;
+		TimestampTz created;
 
 		if (tok != WJB_ELEM)
 			continue;
@@ -231,8 +259,14 @@ xplenty_job_check_answer(const XplentyHttpRequest *req,
 			!JsonContainerIsObject(v.val.binary.data))
 			continue;
 		job = JsonbValueToJsonb(&v);
+
+		/* A job without a readable creation time cannot be placed: skip. */
+		if (!job_created(job, &created))
+			continue;
+		if (created > window_end)
+			past_window = true;
 		if (xplenty_jsonb_get_int64(job, "id", &job_id) && job_id > 0 &&
-			job_matches(job, queued, window_start))
+			job_matches(job, queued, created, window_start, window_end))
 		{
 			XplentyJobMatch *match = palloc(sizeof(XplentyJobMatch));
 
@@ -242,7 +276,8 @@ xplenty_job_check_answer(const XplentyHttpRequest *req,
 		}
 	}
 
-	*more_pages = (count >= CHECK_PAGE_SIZE);
+	/* Oldest first: after a job past the window's end, only later ones. */
+	*more_pages = (count >= CHECK_PAGE_SIZE) && !past_window;
 	if (*matches != NIL)
 		return XPLENTY_CHECK_MATCHES;
 	return xplenty_job_check_next(page, *more_pages);

@@ -257,6 +257,7 @@ static const QueueStatementDef statements[NUM_STATEMENTS] = {
 		"attempts = attempts OPERATOR(pg_catalog.+) 1, "
 		"first_sent_at = COALESCE(first_sent_at, "
 		"pg_catalog.now()), "
+		"last_sent_at = pg_catalog.now(), "
 		"updated_at = pg_catalog.now() "
 		"WHERE id " IN_CLAIMED "(SELECT id FROM %1$s "
 		"WHERE status = 'queued' AND next_attempt_at "
@@ -265,7 +266,7 @@ static const QueueStatementDef statements[NUM_STATEMENTS] = {
 		"FOR UPDATE SKIP LOCKED)) "
 		"RETURNING id, cluster_id, package_id, "
 		"variables, dynamic_variables, attempts, "
-		"checks, first_sent_at",
+		"checks, first_sent_at, last_sent_at",
 		1, {INT4OID}, true
 	},
 	[STMT_CLAIM_CHECKS] = {
@@ -282,7 +283,7 @@ static const QueueStatementDef statements[NUM_STATEMENTS] = {
 		"FOR UPDATE SKIP LOCKED)) "
 		"RETURNING id, cluster_id, package_id, "
 		"variables, dynamic_variables, attempts, "
-		"checks, first_sent_at",
+		"checks, first_sent_at, last_sent_at",
 		2, {INT4OID, INT8OID}, true
 	},
 	[STMT_RECORD_ANSWERS] = {
@@ -668,6 +669,8 @@ read_request_row(XplentyQueuedRequest *q, HeapTuple tuple, TupleDesc desc)
 	q->checks = DatumGetInt32(SPI_getbinval(tuple, desc, 7, &isnull));
 	d = SPI_getbinval(tuple, desc, 8, &isnull);
 	q->first_sent_at = isnull ? 0 : DatumGetTimestampTz(d);
+	d = SPI_getbinval(tuple, desc, 9, &isnull);
+	q->last_sent_at = isnull ? 0 : DatumGetTimestampTz(d);
 }
 
 /*

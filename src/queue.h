@@ -24,6 +24,7 @@ typedef struct XplentyQueuedRequest
 	int			attempts;		/* sends so far, this one included */
 	int			checks;			/* checks so far, this one included */
 	TimestampTz first_sent_at;	/* 0 if never sent */
+	TimestampTz last_sent_at;	/* 0 if never sent */
 	int64		job_id;			/* for a poll: the job to ask about */
 	char	   *job_status;		/* for a poll: its status, as last seen */
 	double		job_age_s;		/* for a poll: seconds since submitted */

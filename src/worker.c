@@ -999,9 +999,10 @@ record_check(InFlight *inflight)
 		case XPLENTY_CHECK_TOO_MANY:
 			xplenty_queue_set_final(q->id, "unknown",
 									psprintf("the package has more than %d "
-											 "jobs since the request was "
-											 "first sent, too many to look "
-											 "through",
+											 "jobs from 5 minutes before "
+											 "the request's first send to "
+											 "5 minutes after its last, "
+											 "too many to look through",
 											 XPLENTY_CHECK_MAX_PAGES * 100));
 			break;
 	}

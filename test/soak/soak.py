@@ -75,10 +75,10 @@ FINAL = ("submitted", "failed", "unknown")
 SAFE_OUTCOMES = {"none:429", "none:502", "none:503"}
 PG_BIN = "/usr/lib/postgresql/15/bin"
 
-# Why NPKG packages: a check lists the package's jobs created since 5
-# minutes before the first send, at most 10 pages of 100 (job_check.c); a
-# package that gets more than 1000 jobs in that window cannot be checked
-# and the request ends 'unknown'.  At several hundred requests a second,
+# Why NPKG packages: a check lists the package's jobs created from 5
+# minutes before the first send to 5 minutes after the last, at most 10
+# pages of 100 (job_check.c); a package that gets more than 1000 jobs in
+# that window cannot be checked and the request ends 'unknown'.  At several hundred requests a second,
 # 1000 packages keep each one well under that.
 
 
