@@ -156,13 +156,7 @@ mock_clear_faults();
 		});
 	my $id = $node->safe_psql('postgres',
 		q{SELECT xplenty_enqueue_job(52, 435, '{"REQ": "lost-answer"}')});
-	ok( wait_for(
-			sub {
-				$node->safe_psql('postgres',
-					"SELECT status FROM xplenty_queue WHERE id = $id") eq
-				  'submitted';
-			},
-			30),
+	ok(wait_for_status($node, $id, 'submitted'),
 		'lost answer: the request ends submitted');
 	my ($row) = @{ queue_rows($node, "id = $id") };
 	my @posts = @{ requests_since($seq, method => 'POST', path => qr{/jobs$}) };
@@ -199,13 +193,7 @@ mock_clear_faults();
 		});
 	my $id = $node->safe_psql('postgres',
 		q{SELECT xplenty_enqueue_job(52, 436, '{"REQ": "lost-request"}')});
-	ok( wait_for(
-			sub {
-				$node->safe_psql('postgres',
-					"SELECT status FROM xplenty_queue WHERE id = $id") eq
-				  'submitted';
-			},
-			30),
+	ok(wait_for_status($node, $id, 'submitted'),
 		'lost request: the request ends submitted');
 	my ($row) = @{ queue_rows($node, "id = $id") };
 	ok($row->{resent_after_check},

@@ -61,13 +61,7 @@ RETURNING id});
 # another package does.
 $node->safe_psql('postgres', 'SELECT xplenty_enqueue_job(52, 451)');
 
-ok( wait_for(
-		sub {
-			$node->safe_psql('postgres',
-				"SELECT status FROM xplenty_queue WHERE id = $id") eq
-			  'submitted';
-		},
-		30),
+ok(wait_for_status($node, $id, 'submitted'),
 	'the request is checked, found not sent, sent again and submitted');
 is( $node->safe_psql(
 		'postgres',

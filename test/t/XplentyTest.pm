@@ -31,7 +31,7 @@ our @EXPORT = qw(
   make_node wait_for worker_pid wait_for_worker queue_rows queue_status_counts
   var_key posts_for post_counts requests_since last_seq
   server_up wait_for_server enqueue_many log_lines_of check_exactly_once
-  promote_and_wait make_sync_standby
+  promote_and_wait make_sync_standby wait_for_status
 );
 
 my $json = JSON::PP->new->canonical;
@@ -277,6 +277,24 @@ sub wait_for
 		return $v if time() >= $deadline;
 		sleep $interval;
 	}
+}
+
+=pod
+
+wait_for_status(NODE, ID, STATUS [, TIMEOUT_S]) waits until the queue row
+ID has STATUS, for up to TIMEOUT_S (default 30); returns whether it did.
+
+=cut
+
+sub wait_for_status
+{
+	my ($node, $id, $status, $timeout) = @_;
+	return wait_for(
+		sub {
+			$node->safe_psql('postgres',
+				"SELECT status FROM xplenty_queue WHERE id = $id") eq $status;
+		},
+		$timeout // 30);
 }
 
 =pod
