@@ -176,9 +176,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_snippet(data, size);
 
 	/* collect_answer keeps the body NUL-terminated. */
-	text = malloc(size + 1);
-	memcpy(text, data, size);
-	text[size] = '\0';
+	text = input_text(data, size);
 
 	if (size < 64)
 		check_time(text);

@@ -55,12 +55,10 @@ check_variable_name(const char *name, int len)
 static void
 check_api_url(const uint8_t *data, size_t size)
 {
-	char	   *url = malloc(size + 1);
+	char	   *url = input_text(data, size);
 	char	   *orig;
 	const char *problem;
 
-	memcpy(url, data, size);
-	url[size] = '\0';
 	orig = strdup(url);
 	problem = xplenty_check_api_url_text(url);
 	if (problem == NULL)
@@ -88,11 +86,9 @@ check_api_url(const uint8_t *data, size_t size)
 static void
 check_account_id(const uint8_t *data, size_t size)
 {
-	char	   *id = malloc(size + 1);
+	char	   *id = input_text(data, size);
 	bool		expect = true;
 
-	memcpy(id, data, size);
-	id[size] = '\0';
 	for (const char *p = id; *p; p++)
 		expect = expect && (is_ident_char(*p, false) || *p == '-');
 	CHECK(xplenty_valid_account_id(id) == expect);
@@ -157,13 +153,11 @@ vars_scalar(void *arg, char *token, JsonTokenType type)
 static void
 check_variables_json(const uint8_t *data, size_t size)
 {
-	char	   *text = malloc(size + 1);
+	char	   *text = input_text(data, size);
 	JsonSemAction sem = {0};
 	VarsState	state = {0};
 	JsonParseErrorType rc;
 
-	memcpy(text, data, size);
-	text[size] = '\0';
 	/* A jsonb argument is valid text in the database encoding. */
 	if (memchr(text, '\0', size) != NULL ||
 		pg_encoding_verifymbstr(PG_UTF8, text, (int) size) != (int) size)

@@ -195,9 +195,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 
 	/* The quick reader decodes in place: it gets a copy. */
-	text = malloc(size + 1);
-	memcpy(text, data, size);
-	text[size] = '\0';
+	text = input_text(data, size);
 	initStringInfo(&quick.events);
 	quick.depth = 0;
 	quick.deepest = 0;
@@ -225,9 +223,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		sem.scalar = pg_scalar;
 
 		/* The same text again, untouched by the quick reader. */
-		text = malloc(size + 1);
-		memcpy(text, data, size);
-		text[size] = '\0';
+		text = input_text(data, size);
 		lex = makeJsonLexContextCstringLen(text, size, PG_UTF8, true);
 		rc = pg_parse_json(lex, &sem);
 		if (rc != JSON_SUCCESS)
