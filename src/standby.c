@@ -21,6 +21,7 @@
 
 #include "executor/spi.h"
 #include "nodes/pg_list.h"
+#include "nodes/value.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -34,25 +35,11 @@
 
 static TimestampTz last_look = 0;
 
-/* The application names already warned about, in TopMemoryContext. */
-static List *warned = NIL;
-
 /*
- * already_warned
- *		Has this worker warned about the standby of this name?
+ * The application names already warned about, as String nodes in
+ * TopMemoryContext, so that list_member can compare them.
  */
-static bool
-already_warned(const char *name)
-{
-	ListCell   *lc;
-
-	foreach(lc, warned)
-	{
-		if (strcmp((const char *) lfirst(lc), name) == 0)
-			return true;
-	}
-	return false;
-}
+static List *warned = NIL;
 
 /*
  * xplenty_warn_async_standbys
@@ -90,7 +77,7 @@ xplenty_warn_async_standbys(TimestampTz now)
 										SPI_tuptable->tupdesc, 1);
 		MemoryContext oldcontext;
 
-		if (name == NULL || already_warned(name))
+		if (name == NULL || list_member(warned, makeString(name)))
 			continue;
 		ereport(WARNING,
 				(errmsg("standby \"%s\" receives this server's WAL "
@@ -102,7 +89,7 @@ xplenty_warn_async_standbys(TimestampTz now)
 				 errhint("Name the standby in synchronous_standby_names, "
 						 "or do not promote it.")));
 		oldcontext = MemoryContextSwitchTo(TopMemoryContext);
-		warned = lappend(warned, pstrdup(name));
+		warned = lappend(warned, makeString(pstrdup(name)));
 		MemoryContextSwitchTo(oldcontext);
 	}
 }
